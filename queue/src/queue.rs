@@ -1,0 +1,436 @@
+//! A logical queue: dense offsets over an ordered list of physical segments, which may live in
+//! different storage directories.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use crate::codec::{self, FLAG_APPEND_TIME, MAX_FRAME_LEN};
+use crate::config::{Durability, TimestampType};
+use crate::error::{Error, Result};
+use crate::record::{Record, StoredRecord};
+use crate::segment::{self, Budget, SEGMENT_HEADER_LEN, Segment};
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Fixed settings of a queue, from its topic.
+#[derive(Clone, Debug)]
+pub(crate) struct QueueSettings {
+    pub(crate) topic: String,
+    pub(crate) id: u32,
+    pub(crate) durability: Durability,
+    pub(crate) timestamp_type: TimestampType,
+    pub(crate) segment_bytes: u64,
+}
+
+/// A range of offsets stored under one directory: offsets from `from` up to the next range's
+/// `from` are in segments under `dir`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Placement {
+    pub(crate) dir: PathBuf,
+    pub(crate) from: u64,
+}
+
+#[derive(Debug)]
+struct Writer {
+    active: Arc<Segment>,
+    pos: u64,
+    next_offset: u64,
+    dir: PathBuf,
+    timestamps: Vec<i64>,
+}
+
+/// One logical queue. Appends are serialized by the writer lock; reads take no lock but the
+/// brief read lock on the segment list.
+#[derive(Debug)]
+pub(crate) struct Queue {
+    pub(crate) settings: QueueSettings,
+    segments: RwLock<Vec<Arc<Segment>>>,
+    writer: Mutex<Writer>,
+    /// Sealed segments whose fsync, index and truncation are still to do.
+    pending: Mutex<Vec<Arc<Segment>>>,
+    sync_lock: Mutex<()>,
+    published_end: AtomicU64,
+    written_end: AtomicU64,
+    durable_end: AtomicU64,
+    last_sync_ms: AtomicU64,
+}
+
+/// Where the queue's segments are: one directory per placement.
+pub(crate) fn discover(placements: &[Placement]) -> Result<Vec<(PathBuf, u64)>> {
+    let mut found = Vec::new();
+    for (i, p) in placements.iter().enumerate() {
+        let until = placements.get(i + 1).map_or(u64::MAX, |n| n.from);
+        let entries = match std::fs::read_dir(&p.dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::io("list", &p.dir, e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io("list", &p.dir, e))?;
+            let name = entry.file_name();
+            let Some(base) = name.to_str().and_then(segment::parse_file_name) else {
+                continue;
+            };
+            if (p.from..until).contains(&base) {
+                found.push((entry.path(), base));
+            } else if !placements.iter().any(|o| o.dir == p.dir && o.from <= base) {
+                tracing::warn!(path = %entry.path().display(), "ignoring a segment outside the queue's offset ranges");
+            }
+        }
+    }
+    found.sort_by_key(|(_, base)| *base);
+    found.dedup_by_key(|(_, base)| *base);
+    Ok(found)
+}
+
+impl Queue {
+    /// Opens (or, with no segment yet, creates) the queue whose data the placements describe.
+    pub(crate) fn open(settings: QueueSettings, placements: &[Placement]) -> Result<Queue> {
+        let Some(last) = placements.last() else {
+            return Err(Error::Internal(format!(
+                "queue {} has no placement",
+                settings.id
+            )));
+        };
+        let found = discover(placements)?;
+        let mut segments: Vec<Arc<Segment>> = Vec::with_capacity(found.len().max(1));
+        let n = found.len();
+        for (i, (path, base)) in found.into_iter().enumerate() {
+            let seg = if i + 1 == n {
+                Segment::open_active(path, base, settings.segment_bytes)?
+            } else {
+                Segment::open_sealed(path, base)?
+            };
+            if let Some(prev) = segments.last() {
+                if prev.published_end() != seg.base_offset {
+                    return Err(Error::corrupt(
+                        &seg.path,
+                        0,
+                        format!(
+                            "segment starts at offset {} but the one before it ({}) ends at {}",
+                            seg.base_offset,
+                            prev.path.display(),
+                            prev.published_end()
+                        ),
+                    ));
+                }
+            }
+            segments.push(seg);
+        }
+        let active = match segments.last() {
+            Some(s) if s.path.parent() == Some(last.dir.as_path()) => Arc::clone(s),
+            other => {
+                // No segment yet, or the newest placement has none: start one there.
+                let base = other.map_or(last.from, |s| s.published_end());
+                crate::fsutil::create_dir_durable(&last.dir)?;
+                if let Some(prev) = other {
+                    prev.seal();
+                    prev.finish_seal()?;
+                }
+                let s = Segment::create(&last.dir, base, settings.segment_bytes)?;
+                s.sync_to(SEGMENT_HEADER_LEN)?;
+                segments.push(Arc::clone(&s));
+                s
+            }
+        };
+        let (pos, end) = active.written();
+        Ok(Queue {
+            settings,
+            segments: RwLock::new(segments),
+            writer: Mutex::new(Writer {
+                active,
+                pos,
+                next_offset: end,
+                dir: last.dir.clone(),
+                timestamps: Vec::new(),
+            }),
+            pending: Mutex::new(Vec::new()),
+            sync_lock: Mutex::new(()),
+            published_end: AtomicU64::new(end),
+            written_end: AtomicU64::new(end),
+            durable_end: AtomicU64::new(end),
+            last_sync_ms: AtomicU64::new(0),
+        })
+    }
+
+    /// First retained offset and next offset to be read (the end), as readers see them.
+    pub(crate) fn offsets(&self) -> Result<(u64, u64)> {
+        let end = self.published_end.load(Ordering::Acquire);
+        let start = self.segments.read()?.first().map_or(end, |s| s.base_offset);
+        Ok((start, end))
+    }
+
+    /// Appends `records` as one frame and returns the offset of the first.
+    pub(crate) fn append(&self, records: &[Record]) -> Result<u64> {
+        let now = now_ms();
+        let mut w = self.writer.lock()?;
+        let base = w.next_offset;
+        if records.is_empty() {
+            return Ok(base);
+        }
+        let append_time = self.settings.timestamp_type == TimestampType::Append;
+        let mut timestamps = std::mem::take(&mut w.timestamps);
+        timestamps.clear();
+        timestamps.extend(records.iter().map(|r| match r.timestamp {
+            Some(ts) if !append_time => ts,
+            _ => now,
+        }));
+        let len = codec::encoded_len(records, &timestamps);
+        if len > MAX_FRAME_LEN {
+            w.timestamps = timestamps;
+            return Err(Error::BatchTooLarge {
+                bytes: len as u64,
+                limit: MAX_FRAME_LEN as u64,
+            });
+        }
+        if w.pos + len as u64 > w.active.capacity() {
+            if let Err(e) = self.roll(&mut w, len as u64, None) {
+                w.timestamps = timestamps;
+                return Err(e);
+            }
+        }
+        let flags = if append_time { FLAG_APPEND_TIME } else { 0 };
+        let pos = w.pos;
+        // SAFETY: we hold the writer lock, and `pos..pos+len` is above everything published and
+        // within the capacity (checked above).
+        let max_ts = unsafe {
+            w.active.write_frame(pos, len, |slot| {
+                codec::encode_frame(slot, base, flags, records, &timestamps)
+            })
+        };
+        w.timestamps = timestamps;
+        w.active.note_frame(pos, base, max_ts)?;
+        w.pos += len as u64;
+        w.next_offset += records.len() as u64;
+        let (end, active_len) = (w.next_offset, w.pos);
+        w.active.record_write(active_len, end);
+        self.written_end.store(end, Ordering::Release);
+        if self.settings.durability == Durability::Always {
+            drop(w);
+            self.sync_until(end)?;
+        } else {
+            w.active.publish(active_len, end);
+            self.published_end.store(end, Ordering::Release);
+        }
+        Ok(base)
+    }
+
+    /// Seals the active segment and starts a new one in `dir` (default: the writer's directory)
+    /// large enough for `need` more bytes.
+    fn roll(&self, w: &mut Writer, need: u64, dir: Option<&Path>) -> Result<()> {
+        let dir = dir.unwrap_or(&w.dir).to_path_buf();
+        let capacity = self.settings.segment_bytes.max(SEGMENT_HEADER_LEN + need);
+        if w.pos == SEGMENT_HEADER_LEN {
+            // The active segment is empty: replace it rather than leave an empty sealed one
+            // with the same base offset.
+            let fresh = Segment::create_replacing(&dir, &w.active, capacity)?;
+            let mut segs = self.segments.write()?;
+            if let Some(last) = segs.last_mut() {
+                *last = Arc::clone(&fresh);
+            }
+            w.active = fresh;
+        } else {
+            let fresh = Segment::create(&dir, w.next_offset, capacity)?;
+            let old = std::mem::replace(&mut w.active, Arc::clone(&fresh));
+            old.seal();
+            self.pending.lock()?.push(old);
+            self.segments.write()?.push(fresh);
+            w.pos = SEGMENT_HEADER_LEN;
+        }
+        w.dir = dir;
+        Ok(())
+    }
+
+    /// Sends new appends to segments under `dir`; older segments stay where they are and reads
+    /// cross over. `persist` records the new placement durably before any append lands there.
+    /// `persist` gets the offset from which the new directory holds the queue.
+    pub(crate) fn relocate(
+        &self,
+        dir: &Path,
+        persist: impl FnOnce(u64) -> Result<()>,
+    ) -> Result<()> {
+        crate::fsutil::create_dir_durable(dir)?;
+        let mut w = self.writer.lock()?;
+        if w.dir == dir {
+            return Ok(());
+        }
+        persist(w.next_offset)?;
+        // From here on the next segment must start in `dir`, even if this roll fails: the
+        // placement now says offsets from `next_offset` on live there.
+        w.dir = dir.to_path_buf();
+        self.roll(&mut w, 0, None)?;
+        w.active.sync_to(SEGMENT_HEADER_LEN)
+    }
+
+    /// Makes everything appended up to `target` durable, sharing one fsync among the appenders
+    /// that wait at the same time (group commit). Under `always`, it also publishes.
+    pub(crate) fn sync_until(&self, target: u64) -> Result<()> {
+        let _turn = self.sync_lock.lock()?;
+        while self.durable_end.load(Ordering::Acquire) < target {
+            let mut segs: Vec<Arc<Segment>> = self.pending.lock()?.clone();
+            if let Some(active) = self.segments.read()?.last() {
+                segs.push(Arc::clone(active));
+            }
+            let before = self.durable_end.load(Ordering::Acquire);
+            for seg in &segs {
+                let (len, end) = seg.written();
+                seg.sync_to(len)?;
+                seg.publish(len, end);
+                self.published_end.fetch_max(end, Ordering::AcqRel);
+                self.durable_end.fetch_max(end, Ordering::AcqRel);
+            }
+            if self.durable_end.load(Ordering::Acquire) == before {
+                return Err(Error::Internal(format!(
+                    "sync of {}/{} made no progress towards offset {target}",
+                    self.settings.topic, self.settings.id
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Background work: finish sealed segments, and fsync per the `interval` policy.
+    pub(crate) fn maintain(&self, now_ms: u64, closing: bool) -> Result<()> {
+        let pending: Vec<Arc<Segment>> = self.pending.lock()?.clone();
+        for seg in &pending {
+            seg.finish_seal()?;
+            let (_, end) = seg.written();
+            self.published_end.fetch_max(end, Ordering::AcqRel);
+        }
+        if !pending.is_empty() {
+            self.pending
+                .lock()?
+                .retain(|s| !pending.iter().any(|p| Arc::ptr_eq(p, s)));
+        }
+        let due = match self.settings.durability {
+            Durability::Interval(ms) => {
+                closing || now_ms.saturating_sub(self.last_sync_ms.load(Ordering::Relaxed)) >= ms
+            }
+            Durability::Always => false,
+            Durability::Os => closing,
+        };
+        let written = self.written_end.load(Ordering::Acquire);
+        if due && self.durable_end.load(Ordering::Acquire) < written {
+            self.sync_until(written)?;
+            self.last_sync_ms.store(now_ms, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Records in `from..` within `budget`, crossing segment boundaries.
+    pub(crate) fn read(&self, from: u64, budget: &mut Budget) -> Result<Vec<StoredRecord>> {
+        let end = self.published_end.load(Ordering::Acquire);
+        let segs = self.segments.read()?;
+        let start = segs.first().map_or(end, |s| s.base_offset);
+        if from < start || from > end {
+            return Err(Error::OffsetOutOfRange {
+                topic: self.settings.topic.clone(),
+                queue: self.settings.id,
+                offset: from,
+                start,
+                end,
+            });
+        }
+        let mut out = Vec::with_capacity(budget.records.min((end - from) as usize));
+        let first = segs
+            .partition_point(|s| s.base_offset <= from)
+            .saturating_sub(1);
+        let mut cursor = from;
+        for seg in &segs[first..] {
+            if cursor >= end || budget.exhausted() {
+                break;
+            }
+            seg.read(cursor, end, budget, &mut out)?;
+            cursor = out.last().map_or(cursor, |r| r.offset + 1).max(cursor);
+            if cursor < seg.published_end() && !budget.exhausted() {
+                break;
+            }
+            cursor = cursor.max(seg.published_end());
+        }
+        Ok(out)
+    }
+
+    /// First offset whose record has a timestamp at or after `ts`; the end offset if none has.
+    pub(crate) fn seek_time(&self, ts: i64) -> Result<u64> {
+        let end = self.published_end.load(Ordering::Acquire);
+        for seg in self.segments.read()?.iter() {
+            if let Some(offset) = seg.seek_time(ts)? {
+                return Ok(offset.min(end));
+            }
+        }
+        Ok(end)
+    }
+
+    /// Deletes whole sealed segments from the front while retention says so; returns how many
+    /// segments and bytes went.
+    pub(crate) fn apply_retention(
+        &self,
+        max_age_ms: Option<u64>,
+        max_bytes: Option<u64>,
+        now: i64,
+    ) -> Result<(usize, u64)> {
+        let pending = self.pending.lock()?.clone();
+        let mut doomed = Vec::new();
+        {
+            let mut segs = self.segments.write()?;
+            let mut total: u64 = segs.iter().map(|s| s.data_len()).sum();
+            while segs.len() > 1 {
+                let front = &segs[0];
+                if pending.iter().any(|p| Arc::ptr_eq(p, front)) {
+                    break;
+                }
+                let too_old = max_age_ms.is_some_and(|age| {
+                    front.max_timestamp()
+                        < now.saturating_sub(i64::try_from(age).unwrap_or(i64::MAX))
+                });
+                let too_big = max_bytes.is_some_and(|max| total > max);
+                if !(too_old || too_big) {
+                    break;
+                }
+                total -= front.data_len();
+                doomed.push(segs.remove(0));
+            }
+        }
+        let bytes = doomed.iter().map(|s| s.data_len()).sum();
+        for seg in &doomed {
+            tracing::info!(path = %seg.path.display(), "retention deletes segment");
+            seg.delete_files()?;
+        }
+        Ok((doomed.len(), bytes))
+    }
+
+    /// Segments as (path, base offset, end offset, bytes, sealed).
+    pub(crate) fn segment_info(&self) -> Result<Vec<(PathBuf, u64, u64, u64, bool)>> {
+        Ok(self
+            .segments
+            .read()?
+            .iter()
+            .map(|s| {
+                (
+                    s.path.clone(),
+                    s.base_offset,
+                    s.written().1,
+                    s.data_len(),
+                    s.is_sealed(),
+                )
+            })
+            .collect())
+    }
+
+    /// Checks every record of every segment; returns the number of records checked.
+    pub(crate) fn verify(&self) -> Result<u64> {
+        let segs: Vec<_> = self.segments.read()?.clone();
+        segs.iter().map(|s| s.verify()).sum()
+    }
+
+    /// Whether everything written is on disk.
+    pub(crate) fn is_synced(&self) -> Result<bool> {
+        Ok(self.segments.read()?.iter().all(|s| s.is_synced()))
+    }
+}
