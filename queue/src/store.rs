@@ -112,20 +112,28 @@ pub(crate) struct Inner {
     _lock: File,
 }
 
-#[derive(Debug)]
-struct Background {
+/// What the background thread shares with its owner: a stop flag and a way to wake it.
+#[derive(Debug, Default)]
+struct Signal {
     stop: Mutex<bool>,
     wake: Condvar,
+}
+
+/// Owns the background thread. The thread holds only the signal and a weak reference to the
+/// store, so this is always dropped by a user's thread, which can join it.
+#[derive(Debug)]
+struct Background {
+    signal: Arc<Signal>,
     thread: Mutex<Option<JoinHandle<()>>>,
     inner: Weak<Inner>,
 }
 
 impl Drop for Background {
     fn drop(&mut self) {
-        if let Ok(mut stop) = self.stop.lock() {
+        if let Ok(mut stop) = self.signal.stop.lock() {
             *stop = true;
         }
-        self.wake.notify_all();
+        self.signal.wake.notify_all();
         if let Some(handle) = self.thread.lock().ok().and_then(|mut t| t.take()) {
             let _ = handle.join();
         }
@@ -228,22 +236,27 @@ impl Inner {
     }
 }
 
-fn background_loop(shared: Arc<Background>, tick: Duration, retention_every: Duration) {
+fn background_loop(
+    signal: Arc<Signal>,
+    store: Weak<Inner>,
+    tick: Duration,
+    retention_every: Duration,
+) {
     let mut last_retention = Instant::now();
     loop {
         {
-            let Ok(stop) = shared.stop.lock() else { return };
+            let Ok(stop) = signal.stop.lock() else { return };
             if *stop {
                 return;
             }
-            let Ok((stop, _)) = shared.wake.wait_timeout(stop, tick) else {
+            let Ok((stop, _)) = signal.wake.wait_timeout(stop, tick) else {
                 return;
             };
             if *stop {
                 return;
             }
         }
-        let Some(inner) = shared.inner.upgrade() else {
+        let Some(inner) = store.upgrade() else {
             return;
         };
         if let Err(e) = inner.maintain(false) {
@@ -342,15 +355,16 @@ impl Store {
         });
         inner.enforce_retention()?;
         let background = Arc::new(Background {
-            stop: Mutex::new(false),
-            wake: Condvar::new(),
+            signal: Arc::new(Signal::default()),
             thread: Mutex::new(None),
             inner: Arc::downgrade(&inner),
         });
-        let shared = Arc::clone(&background);
+        let (signal, weak) = (Arc::clone(&background.signal), Arc::downgrade(&inner));
         let handle = std::thread::Builder::new()
             .name("rstreams-queue-flush".into())
-            .spawn(move || background_loop(shared, options.flush_tick, options.retention_check))
+            .spawn(move || {
+                background_loop(signal, weak, options.flush_tick, options.retention_check)
+            })
             .map_err(|e| Error::io("start background thread for", &inner.data_dir, e))?;
         *background.thread.lock()? = Some(handle);
         Ok(Store { background, inner })

@@ -1,0 +1,220 @@
+//! Damaged segments: a torn or corrupt tail is truncated with a warning naming file and
+//! position; damage in the middle is an error naming file and position.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use streams_queue::codec::parse_header;
+use streams_queue::{Error, ReadOptions, Record, Store, TopicConfig};
+
+const SEGMENT_HEADER: usize = 32;
+
+/// Captures what the store logs while `f` runs.
+fn logs_of<T>(f: impl FnOnce() -> T) -> (T, String) {
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+    impl Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buf = Buf::default();
+    let sink = buf.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || sink.clone())
+        .with_ansi(false)
+        .finish();
+    let out = tracing::subscriber::with_default(subscriber, f);
+    let text = String::from_utf8_lossy(&buf.0.lock().unwrap()).into_owned();
+    (out, text)
+}
+
+fn segments(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|e| e == "seg") {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Byte positions and lengths of the frames in a segment file.
+fn frames(path: &Path) -> Vec<(usize, usize)> {
+    let bytes = std::fs::read(path).unwrap();
+    let mut at = SEGMENT_HEADER;
+    let mut out = Vec::new();
+    while let Ok(h) = parse_header(&bytes[at..]) {
+        out.push((at, h.frame_len as usize));
+        at += h.frame_len as usize;
+    }
+    out
+}
+
+fn patch(path: &Path, at: usize, f: impl FnOnce(&mut [u8])) {
+    let mut bytes = std::fs::read(path).unwrap();
+    f(&mut bytes[at..]);
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// A store with one queue holding `batches` batches of 10 records, closed.
+fn store_with(dir: &Path, batches: usize, segment_bytes: u64) {
+    let store = Store::open(dir).unwrap();
+    store
+        .create_topic(
+            "t",
+            TopicConfig {
+                segment_bytes,
+                ..TopicConfig::default()
+            },
+        )
+        .unwrap();
+    for b in 0..batches {
+        let recs: Vec<Record> = (0..10)
+            .map(|i| Record::new(format!("b{b}-r{i}-{}", "x".repeat(40))))
+            .collect();
+        store.append("t", 0, &recs).unwrap();
+    }
+    store.close().unwrap();
+}
+
+fn count(store: &Store) -> u64 {
+    store.offsets("t", 0).unwrap().1
+}
+
+#[test]
+fn torn_tail_is_truncated_with_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    store_with(dir.path(), 5, 1 << 20);
+    let seg = segments(dir.path()).pop().unwrap();
+    let (at, len) = *frames(&seg).last().unwrap();
+    // The last frame's second half never reached the disk.
+    patch(&seg, at + len / 2, |b| b[..len - len / 2].fill(0));
+    let (store, logs) = logs_of(|| Store::open(dir.path()).unwrap());
+    assert_eq!(count(&store), 40);
+    assert!(logs.contains("torn tail"), "{logs}");
+    assert!(logs.contains(&seg.display().to_string()), "{logs}");
+    assert!(logs.contains(&format!("position={at}")), "{logs}");
+    // Appends continue at the truncation point, and a reopen is clean.
+    store.append("t", 0, &[Record::new("after")]).unwrap();
+    drop(store);
+    let (store, logs) = logs_of(|| Store::open(dir.path()).unwrap());
+    assert!(!logs.contains("torn"), "{logs}");
+    let r = store.read("t", 0, 40, &ReadOptions::default()).unwrap();
+    assert_eq!(r.len(), 1);
+    assert_eq!(&r[0].payload[..], b"after");
+}
+
+#[test]
+fn truncated_file_and_flipped_tail_bytes_are_torn_tails() {
+    for damage in ["cut", "flip"] {
+        let dir = tempfile::tempdir().unwrap();
+        store_with(dir.path(), 5, 1 << 20);
+        let seg = segments(dir.path()).pop().unwrap();
+        let (at, len) = *frames(&seg).last().unwrap();
+        match damage {
+            "cut" => std::fs::OpenOptions::new()
+                .write(true)
+                .open(&seg)
+                .unwrap()
+                .set_len((at + len - 3) as u64)
+                .unwrap(),
+            _ => patch(&seg, at + len - 5, |b| b[0] ^= 0x40),
+        }
+        let (store, logs) = logs_of(|| Store::open(dir.path()).unwrap());
+        assert_eq!(count(&store), 40, "{damage}");
+        assert!(logs.contains("torn tail"), "{damage}: {logs}");
+        assert_eq!(store.verify_topic("t").unwrap(), 40);
+    }
+}
+
+#[test]
+fn damage_in_the_middle_of_the_active_segment_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    store_with(dir.path(), 5, 1 << 20);
+    let seg = segments(dir.path()).pop().unwrap();
+    let (at, _) = frames(&seg)[1];
+    patch(&seg, at + 20, |b| b[0] ^= 0xff);
+    match Store::open(dir.path()) {
+        Err(Error::Corrupt {
+            path,
+            position,
+            reason,
+        }) => {
+            assert_eq!(path, seg);
+            assert_eq!(position, at as u64);
+            assert!(reason.contains("offset 20"), "{reason}");
+        }
+        other => panic!("expected a corruption error, got {other:?}"),
+    }
+}
+
+#[test]
+fn damage_in_a_sealed_segment_fails_reads_and_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    store_with(dir.path(), 60, 8192);
+    let segs = segments(dir.path());
+    assert!(segs.len() > 2);
+    let (at, _) = frames(&segs[0])[2];
+    patch(&segs[0], at + 30, |b| b[0] ^= 1);
+    let store = Store::open(dir.path()).unwrap();
+    let err = store.read("t", 0, 0, &ReadOptions::default()).unwrap_err();
+    match &err {
+        Error::Corrupt { path, position, .. } => {
+            assert_eq!(path, &segs[0]);
+            assert_eq!(*position, at as u64);
+        }
+        other => panic!("expected corruption, got {other:?}"),
+    }
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&segs[0].display().to_string()) && msg.contains(&format!("byte {at}")),
+        "{msg}"
+    );
+    assert!(matches!(
+        store.verify_topic("t"),
+        Err(Error::Corrupt { .. })
+    ));
+    // Records in later segments are still readable.
+    let next = store.describe_topic("t").unwrap().queues[0].segments[1].base_offset;
+    let later = store.read("t", 0, next, &ReadOptions::default()).unwrap();
+    assert_eq!(later[0].offset, next);
+    drop(store);
+    // Without its index, the damaged sealed segment is scanned on open, and the open fails.
+    std::fs::remove_file(segs[0].with_extension("idx")).unwrap();
+    assert!(matches!(
+        Store::open(dir.path()),
+        Err(Error::Corrupt { .. })
+    ));
+}
+
+#[test]
+fn a_damaged_index_file_is_rebuilt() {
+    let dir = tempfile::tempdir().unwrap();
+    store_with(dir.path(), 60, 8192);
+    let segs = segments(dir.path());
+    let idx = segs[0].with_extension("idx");
+    patch(&idx, 20, |b| b[0] ^= 1);
+    let (store, logs) = logs_of(|| Store::open(dir.path()).unwrap());
+    assert!(logs.contains("rebuilding"), "{logs}");
+    assert_eq!(store.verify_topic("t").unwrap(), 600);
+    assert_eq!(
+        store
+            .read("t", 0, 0, &ReadOptions::default())
+            .unwrap()
+            .len(),
+        600
+    );
+}
