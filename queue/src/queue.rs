@@ -61,31 +61,37 @@ pub(crate) struct Queue {
     last_sync_ms: AtomicU64,
 }
 
-/// Where the queue's segments are: one directory per placement.
+/// The queue's segment files, oldest first: those in each placement's directory whose base
+/// offset falls in that placement's range. Files outside every range are left alone, with a
+/// warning.
 pub(crate) fn discover(placements: &[Placement]) -> Result<Vec<(PathBuf, u64)>> {
+    let owner = |base: u64| placements.iter().rposition(|p| p.from <= base);
+    let mut dirs: Vec<&Path> = placements.iter().map(|p| p.dir.as_path()).collect();
+    dirs.sort();
+    dirs.dedup();
     let mut found = Vec::new();
-    for (i, p) in placements.iter().enumerate() {
-        let until = placements.get(i + 1).map_or(u64::MAX, |n| n.from);
-        let entries = match std::fs::read_dir(&p.dir) {
+    for dir in dirs {
+        let entries = match std::fs::read_dir(dir) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(Error::io("list", &p.dir, e)),
+            Err(e) => return Err(Error::io("list", dir, e)),
         };
         for entry in entries {
-            let entry = entry.map_err(|e| Error::io("list", &p.dir, e))?;
+            let entry = entry.map_err(|e| Error::io("list", dir, e))?;
             let name = entry.file_name();
             let Some(base) = name.to_str().and_then(segment::parse_file_name) else {
                 continue;
             };
-            if (p.from..until).contains(&base) {
-                found.push((entry.path(), base));
-            } else if !placements.iter().any(|o| o.dir == p.dir && o.from <= base) {
-                tracing::warn!(path = %entry.path().display(), "ignoring a segment outside the queue's offset ranges");
+            match owner(base) {
+                Some(i) if placements[i].dir == dir => found.push((entry.path(), base)),
+                _ => tracing::warn!(
+                    path = %entry.path().display(),
+                    "ignoring a segment outside the queue's offset ranges"
+                ),
             }
         }
     }
     found.sort_by_key(|(_, base)| *base);
-    found.dedup_by_key(|(_, base)| *base);
     Ok(found)
 }
 

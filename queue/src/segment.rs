@@ -89,6 +89,8 @@ pub(crate) struct Segment {
     synced_len: AtomicU64,
     max_timestamp: AtomicI64,
     index: RwLock<Vec<IndexEntry>>,
+    /// Position of the last index entry (`u64::MAX`: none), so appends skip the index lock.
+    last_entry_pos: AtomicU64,
     sealed: AtomicBool,
     dir_synced: AtomicBool,
 }
@@ -178,6 +180,7 @@ impl Segment {
             synced_len: AtomicU64::new(0),
             max_timestamp: AtomicI64::new(i64::MIN),
             index: RwLock::new(Vec::new()),
+            last_entry_pos: AtomicU64::new(u64::MAX),
             sealed: AtomicBool::new(!writable),
             dir_synced: AtomicBool::new(!writable),
         })
@@ -339,6 +342,10 @@ impl Segment {
         seg.synced_len.store(scan.len, Ordering::Release);
         seg.max_timestamp
             .store(scan.max_timestamp, Ordering::Release);
+        seg.last_entry_pos.store(
+            scan.entries.last().map_or(u64::MAX, |e| e.pos),
+            Ordering::Relaxed,
+        );
         *seg.index.write()? = scan.entries;
         seg.dir_synced.store(true, Ordering::Release);
         Ok(Arc::new(seg))
@@ -464,15 +471,17 @@ impl Segment {
         fill(slot)
     }
 
-    /// Records a frame the writer has written at `pos`, for the index.
+    /// Records a frame the writer has written at `pos`, for the index. Takes the index lock
+    /// only when an entry is due (every [`INDEX_INTERVAL`] bytes).
     pub(crate) fn note_frame(&self, pos: u64, base_offset: u64, max_ts: i64) -> Result<()> {
-        let mut idx = self.index.write()?;
-        if idx.last().is_none_or(|e| pos - e.pos >= INDEX_INTERVAL) {
-            idx.push(IndexEntry {
+        let last = self.last_entry_pos.load(Ordering::Relaxed);
+        if last == u64::MAX || pos - last >= INDEX_INTERVAL {
+            self.index.write()?.push(IndexEntry {
                 offset: base_offset,
                 pos,
                 max_ts_before: self.max_timestamp(),
             });
+            self.last_entry_pos.store(pos, Ordering::Relaxed);
         }
         self.max_timestamp.fetch_max(max_ts, Ordering::AcqRel);
         Ok(())
