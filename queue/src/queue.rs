@@ -55,6 +55,8 @@ pub(crate) struct Queue {
     /// Sealed segments whose fsync, index and truncation are still to do.
     pending: Mutex<Vec<Arc<Segment>>>,
     sync_lock: Mutex<()>,
+    /// One `maintain` at a time: the background thread and `Store::sync` may both call it.
+    maintain_lock: Mutex<()>,
     published_end: AtomicU64,
     written_end: AtomicU64,
     durable_end: AtomicU64,
@@ -158,6 +160,7 @@ impl Queue {
             }),
             pending: Mutex::new(Vec::new()),
             sync_lock: Mutex::new(()),
+            maintain_lock: Mutex::new(()),
             published_end: AtomicU64::new(end),
             written_end: AtomicU64::new(end),
             durable_end: AtomicU64::new(end),
@@ -303,6 +306,7 @@ impl Queue {
 
     /// Background work: finish sealed segments, and fsync per the `interval` policy.
     pub(crate) fn maintain(&self, now_ms: u64, closing: bool) -> Result<()> {
+        let _one = self.maintain_lock.lock()?;
         let pending: Vec<Arc<Segment>> = self.pending.lock()?.clone();
         for seg in &pending {
             seg.finish_seal()?;
