@@ -140,7 +140,7 @@ pub fn parse_header(buf: &[u8]) -> Result<FrameHeader, FrameError> {
     }
     let frame_len = le_u32(buf, 4);
     let len = frame_len as usize;
-    if len < FRAME_HEADER_LEN + 1 || len > MAX_FRAME_LEN {
+    if !(FRAME_HEADER_LEN + 1..=MAX_FRAME_LEN).contains(&len) {
         return Err(FrameError::BadLength(frame_len));
     }
     if buf.len() < len {

@@ -103,10 +103,10 @@ pub(crate) fn list(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
     for entry in entries {
         let entry = entry.map_err(|e| Error::io("list", dir, e))?;
         let path = entry.path();
-        if path.extension().is_some_and(|e| e == "json") {
-            if let Some(stem) = path.file_stem().and_then(|s| s.to_str()) {
-                out.push((stem.to_string(), path));
-            }
+        if path.extension().is_some_and(|e| e == "json")
+            && let Some(stem) = path.file_stem().and_then(|s| s.to_str())
+        {
+            out.push((stem.to_string(), path));
         }
     }
     out.sort();

@@ -3,13 +3,14 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 
 use crate::codec::{self, FLAG_APPEND_TIME, MAX_FRAME_LEN};
 use crate::config::{Durability, TimestampType};
 use crate::error::{Error, Result};
 use crate::record::{Record, StoredRecord};
 use crate::segment::{self, Budget, SEGMENT_HEADER_LEN, Segment};
+use crate::store::SegmentDescription;
 
 /// Milliseconds since the Unix epoch.
 pub(crate) fn now_ms() -> i64 {
@@ -54,7 +55,9 @@ pub(crate) struct Queue {
     writer: Mutex<Writer>,
     /// Sealed segments whose fsync, index and truncation are still to do.
     pending: Mutex<Vec<Arc<Segment>>>,
-    sync_lock: Mutex<()>,
+    /// Whether a group-commit leader is syncing; `sync_done` wakes its followers.
+    sync_state: Mutex<bool>,
+    sync_done: Condvar,
     /// One `maintain` at a time: the background thread and `Store::sync` may both call it.
     maintain_lock: Mutex<()>,
     published_end: AtomicU64,
@@ -115,19 +118,19 @@ impl Queue {
             } else {
                 Segment::open_sealed(path, base)?
             };
-            if let Some(prev) = segments.last() {
-                if prev.published_end() != seg.base_offset {
-                    return Err(Error::corrupt(
-                        &seg.path,
-                        0,
-                        format!(
-                            "segment starts at offset {} but the one before it ({}) ends at {}",
-                            seg.base_offset,
-                            prev.path.display(),
-                            prev.published_end()
-                        ),
-                    ));
-                }
+            if let Some(prev) = segments.last()
+                && prev.published_end() != seg.base_offset
+            {
+                return Err(Error::corrupt(
+                    &seg.path,
+                    0,
+                    format!(
+                        "segment starts at offset {} but the one before it ({}) ends at {}",
+                        seg.base_offset,
+                        prev.path.display(),
+                        prev.published_end()
+                    ),
+                ));
             }
             segments.push(seg);
         }
@@ -159,7 +162,8 @@ impl Queue {
                 timestamps: Vec::new(),
             }),
             pending: Mutex::new(Vec::new()),
-            sync_lock: Mutex::new(()),
+            sync_state: Mutex::new(false),
+            sync_done: Condvar::new(),
             maintain_lock: Mutex::new(()),
             published_end: AtomicU64::new(end),
             written_end: AtomicU64::new(end),
@@ -198,11 +202,11 @@ impl Queue {
                 limit: MAX_FRAME_LEN as u64,
             });
         }
-        if w.pos + len as u64 > w.active.capacity() {
-            if let Err(e) = self.roll(&mut w, len as u64, None) {
-                w.timestamps = timestamps;
-                return Err(e);
-            }
+        if w.pos + len as u64 > w.active.capacity()
+            && let Err(e) = self.roll(&mut w, len as u64, None)
+        {
+            w.timestamps = timestamps;
+            return Err(e);
         }
         let flags = if append_time { FLAG_APPEND_TIME } else { 0 };
         let pos = w.pos;
@@ -233,6 +237,18 @@ impl Queue {
     /// Seals the active segment and starts a new one in `dir` (default: the writer's directory)
     /// large enough for `need` more bytes.
     fn roll(&self, w: &mut Writer, need: u64, dir: Option<&Path>) -> Result<()> {
+        let t0 = std::time::Instant::now();
+        let r = self.roll_inner(w, need, dir);
+        tracing::debug!(
+            topic = %self.settings.topic,
+            queue = self.settings.id,
+            elapsed_us = t0.elapsed().as_micros() as u64,
+            "rolled segment"
+        );
+        r
+    }
+
+    fn roll_inner(&self, w: &mut Writer, need: u64, dir: Option<&Path>) -> Result<()> {
         let dir = dir.unwrap_or(&w.dir).to_path_buf();
         let capacity = self.settings.segment_bytes.max(SEGMENT_HEADER_LEN + need);
         if w.pos == SEGMENT_HEADER_LEN {
@@ -280,26 +296,49 @@ impl Queue {
     /// Makes everything appended up to `target` durable, sharing one fsync among the appenders
     /// that wait at the same time (group commit). Under `always`, it also publishes.
     pub(crate) fn sync_until(&self, target: u64) -> Result<()> {
-        let _turn = self.sync_lock.lock()?;
-        while self.durable_end.load(Ordering::Acquire) < target {
-            let mut segs: Vec<Arc<Segment>> = self.pending.lock()?.clone();
-            if let Some(active) = self.segments.read()?.last() {
-                segs.push(Arc::clone(active));
+        if self.durable_end.load(Ordering::Acquire) >= target {
+            return Ok(());
+        }
+        // One leader syncs everything written so far while the others wait on the condvar;
+        // whoever is still short afterwards leads the next round. Followers do not queue on a
+        // lock, so one round covers every append that came before it.
+        let mut leading = self.sync_state.lock()?;
+        loop {
+            if self.durable_end.load(Ordering::Acquire) >= target {
+                return Ok(());
             }
-            let before = self.durable_end.load(Ordering::Acquire);
-            for seg in &segs {
-                let (len, end) = seg.written();
-                seg.sync_to(len)?;
-                seg.publish(len, end);
-                self.published_end.fetch_max(end, Ordering::AcqRel);
-                self.durable_end.fetch_max(end, Ordering::AcqRel);
+            if !*leading {
+                break;
             }
-            if self.durable_end.load(Ordering::Acquire) == before {
-                return Err(Error::Internal(format!(
-                    "sync of {}/{} made no progress towards offset {target}",
-                    self.settings.topic, self.settings.id
-                )));
-            }
+            leading = self.sync_done.wait(leading)?;
+        }
+        *leading = true;
+        drop(leading);
+        let synced = self.sync_written();
+        *self.sync_state.lock()? = false;
+        self.sync_done.notify_all();
+        synced?;
+        if self.durable_end.load(Ordering::Acquire) < target {
+            return Err(Error::Internal(format!(
+                "sync of {}/{} made no progress towards offset {target}",
+                self.settings.topic, self.settings.id
+            )));
+        }
+        Ok(())
+    }
+
+    /// fsyncs every segment with unsynced bytes, oldest first, and publishes what is durable.
+    fn sync_written(&self) -> Result<()> {
+        let mut segs: Vec<Arc<Segment>> = self.pending.lock()?.clone();
+        if let Some(active) = self.segments.read()?.last() {
+            segs.push(Arc::clone(active));
+        }
+        for seg in &segs {
+            let (len, end) = seg.written();
+            seg.sync_to(len)?;
+            seg.publish(len, end);
+            self.published_end.fetch_max(end, Ordering::AcqRel);
+            self.durable_end.fetch_max(end, Ordering::AcqRel);
         }
         Ok(())
     }
@@ -415,20 +454,18 @@ impl Queue {
         Ok((doomed.len(), bytes))
     }
 
-    /// Segments as (path, base offset, end offset, bytes, sealed).
-    pub(crate) fn segment_info(&self) -> Result<Vec<(PathBuf, u64, u64, u64, bool)>> {
+    /// The queue's physical segments, oldest first.
+    pub(crate) fn segment_info(&self) -> Result<Vec<SegmentDescription>> {
         Ok(self
             .segments
             .read()?
             .iter()
-            .map(|s| {
-                (
-                    s.path.clone(),
-                    s.base_offset,
-                    s.written().1,
-                    s.data_len(),
-                    s.is_sealed(),
-                )
+            .map(|s| SegmentDescription {
+                path: s.path.clone(),
+                base_offset: s.base_offset,
+                end_offset: s.written().1,
+                bytes: s.data_len(),
+                sealed: s.is_sealed(),
             })
             .collect())
     }

@@ -286,10 +286,10 @@ impl Segment {
         // A stale index from an earlier seal would describe this segment wrongly once it is
         // sealed again.
         let idx_path = path.with_extension("idx");
-        if let Err(e) = std::fs::remove_file(&idx_path) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                return Err(Error::io("remove stale index", &idx_path, e));
-            }
+        if let Err(e) = std::fs::remove_file(&idx_path)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            return Err(Error::io("remove stale index", &idx_path, e));
         }
         let (file, file_len) = Self::open_file(&path, true)?;
         let capacity = capacity.max(file_len).max(SEGMENT_HEADER_LEN + 1);
@@ -297,6 +297,10 @@ impl Segment {
             fsutil::allocate(&file, &path, capacity)?;
         }
         let seg = Self::map(path, file, base, capacity, true)?;
+        // Recovery reads only what it must: without read-ahead, the zero pages it touches past
+        // the data stay few, and the file system keeps reporting the reserved rest as a hole
+        // (see `fsutil::data_end`) instead of a region that grows with every open.
+        seg.advise(memmap2::Advice::Random)?;
         let data_end = fsutil::data_end(&seg.file, capacity);
         if seg.slice(0, SEGMENT_HEADER_LEN).iter().all(|&b| b == 0) {
             // Created but its header never reached the disk: nothing in it was acknowledged.
@@ -314,14 +318,14 @@ impl Segment {
         seg.check_header()?;
         let scan = seg.scan(SEGMENT_HEADER_LEN, capacity, base);
         let tail = seg.slice(scan.len, data_end.max(scan.len));
-        if let Some(reason) = &scan.error {
-            if let Some(later) = seg.find_later_frame(scan.len + 1, data_end, scan.end_offset) {
-                return Err(Error::corrupt(
-                    &seg.path,
-                    scan.len,
-                    format!("{reason}, but a valid frame with offset {later} follows"),
-                ));
-            }
+        if let Some(reason) = &scan.error
+            && let Some(later) = seg.find_later_frame(scan.len + 1, data_end, scan.end_offset)
+        {
+            return Err(Error::corrupt(
+                &seg.path,
+                scan.len,
+                format!("{reason}, but a valid frame with offset {later} follows"),
+            ));
         }
         if tail.iter().any(|&b| b != 0) {
             tracing::warn!(
@@ -348,7 +352,14 @@ impl Segment {
         );
         *seg.index.write()? = scan.entries;
         seg.dir_synced.store(true, Ordering::Release);
+        seg.advise(memmap2::Advice::Normal)?;
         Ok(Arc::new(seg))
+    }
+
+    fn advise(&self, advice: memmap2::Advice) -> Result<()> {
+        self.map
+            .advise(advice)
+            .map_err(|e| Error::io("madvise segment", &self.path, e))
     }
 
     fn slice(&self, start: u64, end: u64) -> &[u8] {
@@ -424,10 +435,10 @@ impl Segment {
         let mut at = from as usize;
         while at < buf.len() {
             let hit = at + memchr::memmem::find(&buf[at..], &magic)?;
-            if let Ok(h) = codec::parse_header(&buf[hit..]) {
-                if h.base_offset > expected {
-                    return Some(h.base_offset);
-                }
+            if let Ok(h) = codec::parse_header(&buf[hit..])
+                && h.base_offset > expected
+            {
+                return Some(h.base_offset);
             }
             at = hit + 1;
         }

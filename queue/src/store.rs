@@ -137,10 +137,10 @@ impl Drop for Background {
         if let Some(handle) = self.thread.lock().ok().and_then(|mut t| t.take()) {
             let _ = handle.join();
         }
-        if let Some(inner) = self.inner.upgrade() {
-            if let Err(e) = inner.maintain(true) {
-                tracing::error!("closing the store: {e}");
-            }
+        if let Some(inner) = self.inner.upgrade()
+            && let Err(e) = inner.maintain(true)
+        {
+            tracing::error!("closing the store: {e}");
         }
     }
 }
@@ -448,19 +448,7 @@ impl Store {
         let mut queues = Vec::new();
         for (i, q) in topic.all_queues()?.iter().enumerate() {
             let (start_offset, end_offset) = q.offsets()?;
-            let segments: Vec<SegmentDescription> = q
-                .segment_info()?
-                .into_iter()
-                .map(
-                    |(path, base_offset, end_offset, bytes, sealed)| SegmentDescription {
-                        path,
-                        base_offset,
-                        end_offset,
-                        bytes,
-                        sealed,
-                    },
-                )
-                .collect();
+            let segments = q.segment_info()?;
             queues.push(QueueDescription {
                 queue: i as u32,
                 start_offset,

@@ -1,6 +1,12 @@
 //! Damaged segments: a torn or corrupt tail is truncated with a warning naming file and
 //! position; damage in the middle is an error naming file and position.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests: a failed step should panic"
+)]
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

@@ -2,6 +2,12 @@
 //! batch; the parent SIGKILLs it at random moments, reopens the store, and checks that every
 //! acknowledged record is present, intact and in order.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests: a failed step should panic"
+)]
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -74,28 +80,27 @@ fn main() {
 
 /// The child process: appends from several threads until killed, printing each acknowledgement.
 fn run_child(dir: &str, generation: u64) {
-    let store = Store::open(&dir).unwrap();
-    let handles: Vec<_> = (0..THREADS)
-        .map(|t| {
-            let producer = store.producer("t").unwrap();
-            std::thread::spawn(move || {
-                let mut rng = rand::rngs::StdRng::seed_from_u64(generation * 100 + u64::from(t));
-                let queue = t % QUEUES;
-                let mut seq = 0u64;
-                loop {
-                    let n = rng.random_range(1..20u64);
-                    let recs: Vec<Record> = (seq..seq + n)
-                        .map(|s| Record::new(payload(generation, t, s)))
-                        .collect();
-                    let base = producer.append(queue, &recs).unwrap();
-                    println!("ack {queue} {base} {n} {generation} {t} {seq}");
-                    seq += n;
-                }
-            })
-        })
-        .collect();
-    for h in handles {
-        h.join().unwrap();
+    let store = Store::open(dir).unwrap();
+    for t in 0..THREADS {
+        let producer = store.producer("t").unwrap();
+        std::thread::spawn(move || {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(generation * 100 + u64::from(t));
+            let queue = t % QUEUES;
+            let mut seq = 0u64;
+            loop {
+                let n = rng.random_range(1..20u64);
+                let recs: Vec<Record> = (seq..seq + n)
+                    .map(|s| Record::new(payload(generation, t, s)))
+                    .collect();
+                let base = producer.append(queue, &recs).unwrap();
+                println!("ack {queue} {base} {n} {generation} {t} {seq}");
+                seq += n;
+            }
+        });
+    }
+    // The appenders run until the parent kills the process.
+    loop {
+        std::thread::park();
     }
 }
 

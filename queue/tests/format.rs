@@ -1,6 +1,12 @@
 //! The on-disk format is versioned: a store written by format version 1 (a fixture committed in
 //! `tests/fixtures/v1`) must open and read back exactly, by every later build.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests: a failed step should panic"
+)]
+
 use std::path::{Path, PathBuf};
 
 use streams_queue::{ReadOptions, Record, Store, TopicConfig};

@@ -1,6 +1,12 @@
 //! Model test: random sequences of append / read / seek / commit / add-queues / move-queue /
 //! reopen against a simple in-memory model of what the store should hold.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests: a failed step should panic"
+)]
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 

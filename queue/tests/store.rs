@@ -1,5 +1,11 @@
 //! Behaviour of the store through its public API.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests: a failed step should panic"
+)]
+
 use std::time::Duration;
 
 use streams_queue::{

@@ -1,0 +1,125 @@
+//! `rstreams bench ...`: runs a benchmark and prints its medians.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+
+use super::output::{Align, Table, print};
+use super::{CliError, Format, Result};
+use crate::bench::queue::{self, Figure, QueueBenchOptions};
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum BenchCommand {
+    /// The store: append (batched and one record per call, 1 and 4 queues), `always` durability
+    /// with 8 producers, sequential read, and open-loop append latency. Build with --release.
+    Queue(QueueBenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct QueueBenchArgs {
+    /// Records per throughput run (one-record-per-call runs use a quarter of it)
+    #[arg(long, default_value_t = 5_000_000)]
+    records: u64,
+    /// Payload bytes per record
+    #[arg(long, default_value_t = 100)]
+    payload: usize,
+    /// Runs per throughput figure; the median is reported
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Seconds of the `always` and open-loop runs
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
+    /// Scratch directory for the benchmark's stores [default: a new directory under the system
+    /// temporary directory]; removed afterwards
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+    /// Run only these scenario groups: append, single, always, read, open-loop [default: all]
+    #[arg(long, value_delimiter = ',', value_name = "GROUP")]
+    only: Vec<String>,
+    /// Records/s of the open-loop run [default: half the measured one-record-per-call rate]
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+}
+
+pub(crate) fn run(cmd: BenchCommand) -> Result<()> {
+    match cmd {
+        BenchCommand::Queue(args) => queue_bench(args),
+    }
+}
+
+fn queue_bench(args: QueueBenchArgs) -> Result<()> {
+    if args.records < 1000 || args.runs == 0 || args.seconds <= 0.0 {
+        return Err(CliError::Usage(
+            "bench queue needs --records >= 1000, --runs >= 1 and --seconds > 0".into(),
+        ));
+    }
+    let dir = args.dir.unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("rstreams-bench-{}", std::process::id()))
+    });
+    let opts = QueueBenchOptions {
+        dir: dir.clone(),
+        records: args.records,
+        payload: args.payload,
+        runs: args.runs,
+        seconds: args.seconds,
+        only: args.only,
+        rate: args.rate,
+    };
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(
+        err,
+        "bench queue: {} records of {} bytes, median of {} runs, {cores} cores, scratch {}",
+        args.records,
+        args.payload,
+        args.runs,
+        dir.display()
+    );
+    let figures = queue::run(&opts, |f| {
+        let _ = writeln!(
+            err,
+            "  {:<45} {:>12.0} records/s",
+            f.name, f.records_per_sec
+        );
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+    let figures = figures.map_err(|e| CliError::Usage(format!("benchmark failed: {e}")))?;
+    match args.format {
+        Format::Json => {
+            let doc = serde_json::json!({
+                "benchmark": "queue",
+                "cores": cores,
+                "records": args.records,
+                "payload_bytes": args.payload,
+                "runs": args.runs,
+                "figures": figures.iter().map(Figure::to_json).collect::<Vec<_>>(),
+            });
+            print(&format!("{doc:#}\n"))
+        }
+        Format::Table => print(&table(&figures)),
+    }
+}
+
+fn table(figures: &[Figure]) -> String {
+    let mut t = Table::new(&[
+        ("benchmark", Align::Left),
+        ("records/s", Align::Right),
+        ("p50 µs", Align::Right),
+        ("p99 µs", Align::Right),
+        ("p99.9 µs", Align::Right),
+        ("max µs", Align::Right),
+    ]);
+    for f in figures {
+        let mut row = vec![f.name.clone(), format!("{:.0}", f.records_per_sec)];
+        match f.latency_us {
+            Some(l) => row.extend(l.iter().map(|v| format!("{v:.1}"))),
+            None => row.extend(std::iter::repeat_n(String::from("-"), 4)),
+        }
+        t.row(row);
+    }
+    t.render()
+}
