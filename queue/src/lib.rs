@@ -55,6 +55,7 @@ mod meta;
 mod queue;
 mod record;
 mod segment;
+mod spare;
 mod store;
 mod topic;
 

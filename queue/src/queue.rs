@@ -10,6 +10,7 @@ use crate::config::{Durability, TimestampType};
 use crate::error::{Error, Result};
 use crate::record::{Record, StoredRecord};
 use crate::segment::{self, Budget, SEGMENT_HEADER_LEN, Segment};
+use crate::spare::{SPARE_NAME, Spare};
 use crate::store::SegmentDescription;
 
 /// Milliseconds since the Unix epoch.
@@ -18,6 +19,9 @@ pub(crate) fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
+
+/// How far ahead of the writer the background thread faults pages in.
+const PREFAULT_WINDOW: u64 = 16 << 20;
 
 /// Fixed settings of a queue, from its topic.
 #[derive(Clone, Debug)]
@@ -55,6 +59,8 @@ pub(crate) struct Queue {
     writer: Mutex<Writer>,
     /// Sealed segments whose fsync, index and truncation are still to do.
     pending: Mutex<Vec<Arc<Segment>>>,
+    /// The next segment, made ready in the background.
+    spare: Mutex<Option<Spare>>,
     /// Whether a group-commit leader is syncing; `sync_done` wakes its followers.
     sync_state: Mutex<bool>,
     sync_done: Condvar,
@@ -84,6 +90,11 @@ pub(crate) fn discover(placements: &[Placement]) -> Result<Vec<(PathBuf, u64)>> 
         for entry in entries {
             let entry = entry.map_err(|e| Error::io("list", dir, e))?;
             let name = entry.file_name();
+            if name == SPARE_NAME {
+                // A spare made before a crash or close: not part of the queue.
+                let _ = std::fs::remove_file(entry.path());
+                continue;
+            }
             let Some(base) = name.to_str().and_then(segment::parse_file_name) else {
                 continue;
             };
@@ -144,7 +155,8 @@ impl Queue {
                     prev.seal();
                     prev.finish_seal()?;
                 }
-                let s = Segment::create(&last.dir, base, settings.segment_bytes)?;
+                let spare = Spare::prepare(&last.dir, settings.segment_bytes)?;
+                let s = Segment::from_spare(spare, base)?;
                 s.sync_to(SEGMENT_HEADER_LEN)?;
                 segments.push(Arc::clone(&s));
                 s
@@ -162,6 +174,7 @@ impl Queue {
                 timestamps: Vec::new(),
             }),
             pending: Mutex::new(Vec::new()),
+            spare: Mutex::new(None),
             sync_state: Mutex::new(false),
             sync_done: Condvar::new(),
             maintain_lock: Mutex::new(()),
@@ -254,14 +267,15 @@ impl Queue {
         if w.pos == SEGMENT_HEADER_LEN {
             // The active segment is empty: replace it rather than leave an empty sealed one
             // with the same base offset.
-            let fresh = Segment::create_replacing(&dir, &w.active, capacity)?;
+            w.active.delete_files()?;
+            let fresh = self.fresh_segment(&dir, w.next_offset, capacity)?;
             let mut segs = self.segments.write()?;
             if let Some(last) = segs.last_mut() {
                 *last = Arc::clone(&fresh);
             }
             w.active = fresh;
         } else {
-            let fresh = Segment::create(&dir, w.next_offset, capacity)?;
+            let fresh = self.fresh_segment(&dir, w.next_offset, capacity)?;
             let old = std::mem::replace(&mut w.active, Arc::clone(&fresh));
             old.seal();
             self.pending.lock()?.push(old);
@@ -269,6 +283,51 @@ impl Queue {
             w.pos = SEGMENT_HEADER_LEN;
         }
         w.dir = dir;
+        Ok(())
+    }
+
+    /// A new segment: the spare when it fits, else a plain reserved file (whose first writes
+    /// may stall; see [`crate::spare`]).
+    fn fresh_segment(&self, dir: &Path, base: u64, capacity: u64) -> Result<Arc<Segment>> {
+        match self.spare.lock()?.take() {
+            Some(s) if s.dir == dir && s.capacity >= capacity => Segment::from_spare(s, base),
+            other => {
+                other.map(Spare::discard);
+                Segment::create(dir, base, capacity)
+            }
+        }
+    }
+
+    /// Background work off the append path: fault in the pages the writer is about to fill, and
+    /// prepare the next segment once the active one is half full, so the roll finds it ready
+    /// (see [`crate::spare`]).
+    pub(crate) fn prepare_ahead(&self) -> Result<()> {
+        let (dir, active) = {
+            let w = self.writer.lock()?;
+            (w.dir.clone(), Arc::clone(&w.active))
+        };
+        active.prefault_ahead(PREFAULT_WINDOW)?;
+        if self.spare.lock()?.is_some() {
+            return Ok(());
+        }
+        if active.written().0.saturating_mul(2) < active.capacity() {
+            return Ok(());
+        }
+        let spare = Spare::prepare(&dir, self.settings.segment_bytes)?;
+        let mut slot = self.spare.lock()?;
+        if slot.is_none() {
+            *slot = Some(spare);
+        } else {
+            spare.discard();
+        }
+        Ok(())
+    }
+
+    /// Deletes the spare segment, if any (when the store closes).
+    pub(crate) fn discard_spare(&self) -> Result<()> {
+        if let Some(s) = self.spare.lock()?.take() {
+            s.discard();
+        }
         Ok(())
     }
 
@@ -281,9 +340,14 @@ impl Queue {
         persist: impl FnOnce(u64) -> Result<()>,
     ) -> Result<()> {
         crate::fsutil::create_dir_durable(dir)?;
-        let mut w = self.writer.lock()?;
-        if w.dir == dir {
+        if self.writer.lock()?.dir == dir {
             return Ok(());
+        }
+        // The first segment in `dir` is prepared before the writer is stopped.
+        let spare = Spare::prepare(dir, self.settings.segment_bytes)?;
+        let mut w = self.writer.lock()?;
+        if let Some(old) = self.spare.lock()?.replace(spare) {
+            old.discard();
         }
         persist(w.next_offset)?;
         // From here on the next segment must start in `dir`, even if this roll fails: the

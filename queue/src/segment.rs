@@ -21,6 +21,7 @@ use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::index::{self, INDEX_INTERVAL, IndexEntry, SealedIndex};
 use crate::record::StoredRecord;
+use crate::spare::Spare;
 
 const SEGMENT_MAGIC: [u8; 8] = *b"RSTQSEG\0";
 const SEGMENT_VERSION: u16 = 1;
@@ -91,6 +92,8 @@ pub(crate) struct Segment {
     index: RwLock<Vec<IndexEntry>>,
     /// Position of the last index entry (`u64::MAX`: none), so appends skip the index lock.
     last_entry_pos: AtomicU64,
+    /// Bytes whose pages have been faulted in writable ahead of the writer.
+    prefaulted_len: AtomicU64,
     sealed: AtomicBool,
     dir_synced: AtomicBool,
 }
@@ -140,20 +143,19 @@ impl Segment {
         Ok(Arc::new(seg))
     }
 
-    /// Replaces the empty segment `old` with a new one in `dir` at the same base offset.
-    pub(crate) fn create_replacing(
-        dir: &Path,
-        old: &Segment,
-        capacity: u64,
-    ) -> Result<Arc<Segment>> {
-        if old.written().1 != old.base_offset {
-            return Err(Error::Internal(format!(
-                "{} is not empty",
-                old.path.display()
-            )));
-        }
-        old.delete_files()?;
-        Self::create(dir, old.base_offset, capacity)
+    /// Turns a spare into an empty segment starting at `base`: header, then its final name.
+    pub(crate) fn from_spare(spare: Spare, base: u64) -> Result<Arc<Segment>> {
+        let path = spare.dir.join(file_name(base));
+        spare
+            .file
+            .write_all_at(&header_bytes(base), 0)
+            .map_err(|e| Error::io("write segment header", &spare.path, e))?;
+        std::fs::rename(&spare.path, &path)
+            .map_err(|e| Error::io("rename spare segment to", &path, e))?;
+        let seg = Self::from_parts(path, spare.file, spare.map, base, spare.capacity, true);
+        seg.record_write(SEGMENT_HEADER_LEN, base);
+        seg.publish(SEGMENT_HEADER_LEN, base);
+        Ok(Arc::new(seg))
     }
 
     fn map(path: PathBuf, file: File, base: u64, capacity: u64, writable: bool) -> Result<Segment> {
@@ -167,7 +169,18 @@ impl Segment {
             opts.map_raw_read_only(&file)
         }
         .map_err(|e| Error::io("map segment", &path, e))?;
-        Ok(Segment {
+        Ok(Self::from_parts(path, file, map, base, capacity, writable))
+    }
+
+    fn from_parts(
+        path: PathBuf,
+        file: File,
+        map: MmapRaw,
+        base: u64,
+        capacity: u64,
+        writable: bool,
+    ) -> Segment {
+        Segment {
             path,
             base_offset: base,
             file,
@@ -181,9 +194,10 @@ impl Segment {
             max_timestamp: AtomicI64::new(i64::MIN),
             index: RwLock::new(Vec::new()),
             last_entry_pos: AtomicU64::new(u64::MAX),
+            prefaulted_len: AtomicU64::new(0),
             sealed: AtomicBool::new(!writable),
             dir_synced: AtomicBool::new(!writable),
-        })
+        }
     }
 
     fn open_file(path: &Path, writable: bool) -> Result<(File, u64)> {
@@ -495,6 +509,37 @@ impl Segment {
             self.last_entry_pos.store(pos, Ordering::Relaxed);
         }
         self.max_timestamp.fetch_max(max_ts, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Faults in, writable, the pages up to `window` bytes past the written length, without
+    /// changing them. The first store to a page otherwise runs the file system's page-fault
+    /// handler in the writer, which updates the file's mtime in a journal transaction and can
+    /// wait milliseconds for a journal commit. Safe alongside the writer: contents are untouched.
+    pub(crate) fn prefault_ahead(&self, window: u64) -> Result<()> {
+        if self.is_sealed() {
+            return Ok(());
+        }
+        let page = 4096;
+        let target = (self.written().0 + window).min(self.capacity) / page * page;
+        let from = self
+            .prefaulted_len
+            .load(Ordering::Acquire)
+            .max(self.written().0 / page * page);
+        if target <= from {
+            return Ok(());
+        }
+        match self.map.advise_range(
+            memmap2::Advice::PopulateWrite,
+            from as usize,
+            (target - from) as usize,
+        ) {
+            Ok(()) => {}
+            // Kernels before 5.14 lack MADV_POPULATE_WRITE: the writer faults pages itself.
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
+            Err(e) => return Err(Error::io("prefault segment", &self.path, e)),
+        }
+        self.prefaulted_len.fetch_max(target, Ordering::AcqRel);
         Ok(())
     }
 

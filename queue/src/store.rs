@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use crate::config::{StoreOptions, TopicConfig};
 use crate::error::{Error, Result};
 use crate::meta::{self, GroupMeta, PlacementMeta, QueueMeta, StoreMeta, TopicMeta};
-use crate::queue::now_ms;
+use crate::queue::{Queue, now_ms};
 use crate::record::{Record, StoredRecord};
 use crate::segment::Budget;
 use crate::topic::{DEFAULT_STORAGE, Topic};
@@ -119,12 +119,28 @@ struct Signal {
     wake: Condvar,
 }
 
-/// Owns the background thread. The thread holds only the signal and a weak reference to the
-/// store, so this is always dropped by a user's thread, which can join it.
+impl Signal {
+    /// Waits up to `tick`; true when the threads should stop.
+    fn wait(&self, tick: Duration) -> bool {
+        let Ok(stop) = self.stop.lock() else {
+            return true;
+        };
+        if *stop {
+            return true;
+        }
+        match self.wake.wait_timeout(stop, tick) {
+            Ok((stop, _)) => *stop,
+            Err(_) => true,
+        }
+    }
+}
+
+/// Owns the background threads. They hold only the signal and a weak reference to the store,
+/// so this is always dropped by a user's thread, which can join them.
 #[derive(Debug)]
 struct Background {
     signal: Arc<Signal>,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
     inner: Weak<Inner>,
 }
 
@@ -134,13 +150,19 @@ impl Drop for Background {
             *stop = true;
         }
         self.signal.wake.notify_all();
-        if let Some(handle) = self.thread.lock().ok().and_then(|mut t| t.take()) {
+        let threads = self.threads.lock().map(|mut t| std::mem::take(&mut *t));
+        for handle in threads.unwrap_or_default() {
             let _ = handle.join();
         }
-        if let Some(inner) = self.inner.upgrade()
-            && let Err(e) = inner.maintain(true)
-        {
-            tracing::error!("closing the store: {e}");
+        if let Some(inner) = self.inner.upgrade() {
+            if let Err(e) = inner.maintain(true) {
+                tracing::error!("closing the store: {e}");
+            }
+            for q in inner.all_queues() {
+                if let Err(e) = q.discard_spare() {
+                    tracing::error!("closing the store: {e}");
+                }
+            }
         }
     }
 }
@@ -198,6 +220,18 @@ impl Inner {
         Ok(())
     }
 
+    /// Every queue of every topic (empty if a lock is poisoned: used by background work).
+    fn all_queues(&self) -> Vec<Arc<Queue>> {
+        let Ok(topics) = self.topics.read() else {
+            return Vec::new();
+        };
+        topics
+            .values()
+            .filter_map(|t| t.all_queues().ok())
+            .flatten()
+            .collect()
+    }
+
     fn maintain(&self, closing: bool) -> Result<()> {
         let now = u64::try_from(now_ms()).unwrap_or(0);
         let topics: Vec<Arc<Topic>> = self.topics.read()?.values().cloned().collect();
@@ -243,19 +277,7 @@ fn background_loop(
     retention_every: Duration,
 ) {
     let mut last_retention = Instant::now();
-    loop {
-        {
-            let Ok(stop) = signal.stop.lock() else { return };
-            if *stop {
-                return;
-            }
-            let Ok((stop, _)) = signal.wake.wait_timeout(stop, tick) else {
-                return;
-            };
-            if *stop {
-                return;
-            }
-        }
+    while !signal.wait(tick) {
         let Some(inner) = store.upgrade() else {
             return;
         };
@@ -266,6 +288,26 @@ fn background_loop(
             last_retention = Instant::now();
             if let Err(e) = inner.enforce_retention() {
                 inner.fail(&e);
+            }
+        }
+    }
+}
+
+/// Faults in pages ahead of each queue's writer and prepares spare segments for queues whose
+/// active segment is half full. A failure is only a warning (at most one per minute): the writer
+/// then faults its pages, or the roll creates its segment, itself.
+fn spare_loop(signal: Arc<Signal>, store: Weak<Inner>, tick: Duration) {
+    let mut last_warning: Option<Instant> = None;
+    while !signal.wait(tick) {
+        let Some(inner) = store.upgrade() else {
+            return;
+        };
+        for q in inner.all_queues() {
+            if let Err(e) = q.prepare_ahead()
+                && last_warning.is_none_or(|t| t.elapsed() >= Duration::from_secs(60))
+            {
+                tracing::warn!("cannot prepare a spare segment: {e}");
+                last_warning = Some(Instant::now());
             }
         }
     }
@@ -356,17 +398,30 @@ impl Store {
         inner.enforce_retention()?;
         let background = Arc::new(Background {
             signal: Arc::new(Signal::default()),
-            thread: Mutex::new(None),
+            threads: Mutex::new(Vec::new()),
             inner: Arc::downgrade(&inner),
         });
+        let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new()
+                .name(name.into())
+                .spawn(f)
+                .map_err(|e| Error::io("start background thread for", &inner.data_dir, e))
+        };
         let (signal, weak) = (Arc::clone(&background.signal), Arc::downgrade(&inner));
-        let handle = std::thread::Builder::new()
-            .name("rstreams-queue-flush".into())
-            .spawn(move || {
+        let flush = spawn(
+            "rstreams-queue-flush",
+            Box::new(move || {
                 background_loop(signal, weak, options.flush_tick, options.retention_check)
-            })
-            .map_err(|e| Error::io("start background thread for", &inner.data_dir, e))?;
-        *background.thread.lock()? = Some(handle);
+            }),
+        )?;
+        background.threads.lock()?.push(flush);
+        let (signal, weak) = (Arc::clone(&background.signal), Arc::downgrade(&inner));
+        let tick = options.flush_tick * 4;
+        let spares = spawn(
+            "rstreams-queue-spare",
+            Box::new(move || spare_loop(signal, weak, tick)),
+        )?;
+        background.threads.lock()?.push(spares);
         Ok(Store { background, inner })
     }
 

@@ -70,9 +70,9 @@ fn queue_bench(args: QueueBenchArgs) -> Result<()> {
         rate: args.rate,
     };
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let mut err = std::io::stderr().lock();
+    // Not held across the run: the store's background threads log to stderr too.
     let _ = writeln!(
-        err,
+        std::io::stderr(),
         "bench queue: {} records of {} bytes, median of {} runs, {cores} cores, scratch {}",
         args.records,
         args.payload,
@@ -81,7 +81,7 @@ fn queue_bench(args: QueueBenchArgs) -> Result<()> {
     );
     let figures = queue::run(&opts, |f| {
         let _ = writeln!(
-            err,
+            std::io::stderr(),
             "  {:<45} {:>12.0} records/s",
             f.name, f.records_per_sec
         );

@@ -1,0 +1,75 @@
+//! Spare segments, prepared before a queue needs them.
+//!
+//! A fresh segment reserved with `fallocate` has *unwritten* extents, and on ext4 the first write
+//! through the memory map to each such page converts the extent inside a journal transaction:
+//! appends stall for milliseconds whenever the journal is busy. A spare is reserved, written with
+//! zeros and fsynced in the background, so the pages the writer later fills are plain written
+//! blocks. RocketMQ warms its mapped files for the same reason.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use memmap2::{MmapOptions, MmapRaw};
+
+use crate::error::{Error, Result};
+use crate::fsutil;
+
+/// File name of a queue directory's spare; files of this name are leftovers after a crash.
+pub(crate) const SPARE_NAME: &str = "spare.seg.tmp";
+
+/// A zeroed, mapped file waiting to become the next segment of a queue.
+#[derive(Debug)]
+pub(crate) struct Spare {
+    pub(crate) path: PathBuf,
+    pub(crate) dir: PathBuf,
+    pub(crate) file: File,
+    pub(crate) map: MmapRaw,
+    pub(crate) capacity: u64,
+}
+
+impl Spare {
+    /// Makes a spare of `capacity` bytes in `dir`. Slow (it writes the whole file): call it off
+    /// the append path.
+    pub(crate) fn prepare(dir: &Path, capacity: u64) -> Result<Spare> {
+        let path = dir.join(SPARE_NAME);
+        let io = |op, e| Error::io(op, &path, e);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .map_err(|e| io("create spare segment", e))?;
+        fsutil::allocate(&file, &path, capacity)?;
+        let zeros = vec![0u8; 1 << 20];
+        let mut at = 0u64;
+        while at < capacity {
+            let n = (capacity - at).min(zeros.len() as u64) as usize;
+            file.write_all_at(&zeros[..n], at)
+                .map_err(|e| io("zero spare segment", e))?;
+            at += n as u64;
+        }
+        file.sync_data().map_err(|e| io("fsync spare segment", e))?;
+        let len =
+            usize::try_from(capacity).map_err(|_| Error::Internal("segment too large".into()))?;
+        let map = MmapOptions::new()
+            .len(len)
+            .map_raw(&file)
+            .map_err(|e| io("map spare segment", e))?;
+        Ok(Spare {
+            path,
+            dir: dir.to_path_buf(),
+            file,
+            map,
+            capacity,
+        })
+    }
+
+    /// Deletes the spare's file.
+    pub(crate) fn discard(self) {
+        if let Err(e) = std::fs::remove_file(&self.path) {
+            tracing::warn!(path = %self.path.display(), "cannot remove spare segment: {e}");
+        }
+    }
+}
