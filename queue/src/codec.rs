@@ -158,6 +158,15 @@ pub fn parse_header(buf: &[u8]) -> Result<FrameHeader, FrameError> {
         return Err(FrameError::Version(buf[12]));
     }
     let record_count = le_u32(buf, 24);
+    if le_u64(buf, 16)
+        .checked_add(u64::from(record_count))
+        .is_none()
+    {
+        return Err(FrameError::Record {
+            index: 0,
+            reason: "offsets overflow",
+        });
+    }
     // Each record takes at least three bytes, which bounds a count that a bug could inflate.
     if record_count == 0 || record_count as usize > (len - FRAME_HEADER_LEN) / 3 {
         return Err(FrameError::Record {

@@ -123,11 +123,12 @@ pub fn parse_size(s: &str) -> Option<u64> {
     let (num, unit) = s.split_at(split);
     let num: f64 = num.parse().ok()?;
     let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        // No bare `m`: `30m` is thirty minutes (see `Retention::parse`).
         "" | "b" => 1,
-        "kb" | "k" => 1_000,
-        "mb" | "m" => 1_000_000,
-        "gb" | "g" => 1_000_000_000,
-        "tb" | "t" => 1_000_000_000_000,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "tb" => 1_000_000_000_000,
         "kib" => 1 << 10,
         "mib" => 1 << 20,
         "gib" => 1 << 30,
@@ -269,6 +270,9 @@ mod tests {
             Retention::parse("30min").unwrap().max_age_ms,
             Some(1_800_000)
         );
+        // `m` is minutes, never megabytes.
+        assert_eq!(Retention::parse("30m").unwrap().max_age_ms, Some(1_800_000));
+        assert_eq!(Retention::parse("30m").unwrap().max_bytes, None);
         assert!(Retention::parse("forever").is_err());
     }
 }

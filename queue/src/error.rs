@@ -10,6 +10,9 @@ pub enum Error {
     /// The topic does not exist (or was deleted while a handle to it was held).
     #[error("topic `{0}` does not exist")]
     TopicNotFound(String),
+    /// A consumer group that has no committed offsets.
+    #[error("group `{0}` does not exist")]
+    GroupNotFound(String),
     /// `create_topic` with a name that is taken.
     #[error("topic `{0}` already exists")]
     TopicExists(String),

@@ -158,7 +158,7 @@ impl Store {
                     committed: c,
                     start,
                     end,
-                    lag: end - c.unwrap_or(start).clamp(start, end),
+                    lag: end.saturating_sub(c.unwrap_or(start).max(start)),
                 })
             })
             .collect()
@@ -184,12 +184,14 @@ impl Store {
     pub fn delete_group(&self, group: &str) -> Result<()> {
         let mut groups = self.inner.groups.lock()?;
         if groups.remove(group).is_none() {
-            return Err(Error::InvalidConfig(format!(
-                "group `{group}` does not exist"
-            )));
+            return Err(Error::GroupNotFound(group.to_string()));
         }
         let path = self.group_path(group);
-        std::fs::remove_file(&path).map_err(|e| Error::io("remove", &path, e))
+        std::fs::remove_file(&path).map_err(|e| Error::io("remove", &path, e))?;
+        match path.parent() {
+            Some(dir) => crate::fsutil::sync_dir(dir),
+            None => Ok(()),
+        }
     }
 
     pub(crate) fn forget_topic_offsets(&self, topic: &str) -> Result<()> {
@@ -250,7 +252,7 @@ impl Consumer {
         for q in self.positions.len() as u32..n {
             let (start, end) = self.store.offsets(&self.topic, q)?;
             let pos = match committed.get(&q) {
-                Some(&c) => c.clamp(start, end),
+                Some(&c) => c.max(start).min(end),
                 // A queue added after the consumer started has only new records: read them all.
                 None if !self.positions.is_empty() => start,
                 None => self

@@ -2,15 +2,15 @@
 //! different storage directories.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 
 use crate::codec::{self, FLAG_APPEND_TIME, MAX_FRAME_LEN};
 use crate::config::{Durability, TimestampType};
 use crate::error::{Error, Result};
 use crate::record::{Record, StoredRecord};
-use crate::segment::{self, Budget, SEGMENT_HEADER_LEN, Segment};
-use crate::spare::{SPARE_NAME, Spare};
+use crate::segment::{self, Budget, Opened, SEGMENT_HEADER_LEN, Segment};
+use crate::spare::{Spare, is_spare_name};
 use crate::store::SegmentDescription;
 
 /// Milliseconds since the Unix epoch.
@@ -70,6 +70,9 @@ pub(crate) struct Queue {
     written_end: AtomicU64,
     durable_end: AtomicU64,
     last_sync_ms: AtomicU64,
+    /// Set when an fsync failed: the queue then refuses appends until the store is reopened.
+    failed: AtomicBool,
+    failure: Mutex<Option<String>>,
 }
 
 /// The queue's segment files, oldest first: those in each placement's directory whose base
@@ -90,7 +93,7 @@ pub(crate) fn discover(placements: &[Placement]) -> Result<Vec<(PathBuf, u64)>> 
         for entry in entries {
             let entry = entry.map_err(|e| Error::io("list", dir, e))?;
             let name = entry.file_name();
-            if name == SPARE_NAME {
+            if name.to_str().is_some_and(is_spare_name) {
                 // A spare made before a crash or close: not part of the queue.
                 let _ = std::fs::remove_file(entry.path());
                 continue;
@@ -111,6 +114,23 @@ pub(crate) fn discover(placements: &[Placement]) -> Result<Vec<(PathBuf, u64)>> 
     Ok(found)
 }
 
+/// Renames segment files that cannot be part of the queue to `*.damaged`, so that nothing is
+/// deleted that someone may want to inspect, and says so.
+fn quarantine(paths: impl Iterator<Item = PathBuf>) {
+    for path in paths {
+        let aside = path.with_extension("seg.damaged");
+        let _ = std::fs::remove_file(path.with_extension("idx"));
+        match std::fs::rename(&path, &aside) {
+            Ok(()) => tracing::error!(
+                path = %path.display(),
+                moved_to = %aside.display(),
+                "segment written after a torn one is set aside; its records were never durable"
+            ),
+            Err(e) => tracing::error!(path = %path.display(), "cannot set aside segment: {e}"),
+        }
+    }
+}
+
 impl Queue {
     /// Opens (or, with no segment yet, creates) the queue whose data the placements describe.
     pub(crate) fn open(settings: QueueSettings, placements: &[Placement]) -> Result<Queue> {
@@ -122,28 +142,36 @@ impl Queue {
         };
         let found = discover(placements)?;
         let mut segments: Vec<Arc<Segment>> = Vec::with_capacity(found.len().max(1));
-        let n = found.len();
-        for (i, (path, base)) in found.into_iter().enumerate() {
-            let seg = if i + 1 == n {
-                Segment::open_active(path, base, settings.segment_bytes)?
-            } else {
-                Segment::open_sealed(path, base)?
-            };
+        let mut found = found.into_iter().peekable();
+        while let Some((path, base)) = found.next() {
             if let Some(prev) = segments.last()
-                && prev.published_end() != seg.base_offset
+                && prev.published_end() != base
             {
                 return Err(Error::corrupt(
-                    &seg.path,
+                    &path,
                     0,
                     format!(
-                        "segment starts at offset {} but the one before it ({}) ends at {}",
-                        seg.base_offset,
+                        "segment starts at offset {base} but the one before it ({}) ends at {}",
                         prev.path.display(),
                         prev.published_end()
                     ),
                 ));
             }
-            segments.push(seg);
+            if found.peek().is_none() {
+                segments.push(Segment::open_active(path, base, settings.segment_bytes)?);
+                break;
+            }
+            match Segment::open_sealed(path.clone(), base)? {
+                Opened::Sealed(seg) => segments.push(seg),
+                Opened::TornTail => {
+                    // Sealed, but the machine stopped before its fsync finished. Nothing written
+                    // after it was acknowledged under `always` (acknowledgements wait for every
+                    // older segment to be durable), so what follows is set aside, not used.
+                    quarantine(found.by_ref().map(|(p, _)| p));
+                    segments.push(Segment::open_active(path, base, settings.segment_bytes)?);
+                    break;
+                }
+            }
         }
         let active = match segments.last() {
             Some(s) if s.path.parent() == Some(last.dir.as_path()) => Arc::clone(s),
@@ -182,18 +210,23 @@ impl Queue {
             written_end: AtomicU64::new(end),
             durable_end: AtomicU64::new(end),
             last_sync_ms: AtomicU64::new(0),
+            failed: AtomicBool::new(false),
+            failure: Mutex::new(None),
         })
     }
 
     /// First retained offset and next offset to be read (the end), as readers see them.
     pub(crate) fn offsets(&self) -> Result<(u64, u64)> {
+        // The list first: while it is held, retention cannot move the start past the end.
+        let segs = self.segments.read()?;
         let end = self.published_end.load(Ordering::Acquire);
-        let start = self.segments.read()?.first().map_or(end, |s| s.base_offset);
+        let start = segs.first().map_or(end, |s| s.base_offset).min(end);
         Ok((start, end))
     }
 
     /// Appends `records` as one frame and returns the offset of the first.
     pub(crate) fn append(&self, records: &[Record]) -> Result<u64> {
+        self.check_healthy()?;
         let now = now_ms();
         let mut w = self.writer.lock()?;
         let base = w.next_offset;
@@ -266,9 +299,21 @@ impl Queue {
         let capacity = self.settings.segment_bytes.max(SEGMENT_HEADER_LEN + need);
         if w.pos == SEGMENT_HEADER_LEN {
             // The active segment is empty: replace it rather than leave an empty sealed one
-            // with the same base offset.
-            w.active.delete_files()?;
-            let fresh = self.fresh_segment(&dir, w.next_offset, capacity)?;
+            // with the same base offset. The new file is made first and renamed over the old
+            // one, so a failure leaves the old one in place.
+            let spare = match self.spare.lock()?.take() {
+                Some(s) if s.dir == dir && s.capacity >= capacity => s,
+                other => {
+                    if let Some(s) = other {
+                        s.discard();
+                    }
+                    Spare::prepare(&dir, capacity)?
+                }
+            };
+            let fresh = Segment::from_spare(spare, w.next_offset)?;
+            if fresh.path != w.active.path {
+                w.active.delete_files()?;
+            }
             let mut segs = self.segments.write()?;
             if let Some(last) = segs.last_mut() {
                 *last = Arc::clone(&fresh);
@@ -292,7 +337,9 @@ impl Queue {
         match self.spare.lock()?.take() {
             Some(s) if s.dir == dir && s.capacity >= capacity => Segment::from_spare(s, base),
             other => {
-                other.map(Spare::discard);
+                if let Some(s) = other {
+                    s.discard();
+                }
                 Segment::create(dir, base, capacity)
             }
         }
@@ -340,7 +387,9 @@ impl Queue {
         persist: impl FnOnce(u64) -> Result<()>,
     ) -> Result<()> {
         crate::fsutil::create_dir_durable(dir)?;
-        if self.writer.lock()?.dir == dir {
+        // Compared with where the active segment is, not with `w.dir`: a retry after a failed
+        // roll must still roll.
+        if self.writer.lock()?.active.path.parent() == Some(dir) {
             return Ok(());
         }
         // The first segment in `dir` is prepared before the writer is stopped.
@@ -368,6 +417,7 @@ impl Queue {
         // lock, so one round covers every append that came before it.
         let mut leading = self.sync_state.lock()?;
         loop {
+            self.check_healthy()?;
             if self.durable_end.load(Ordering::Acquire) >= target {
                 return Ok(());
             }
@@ -379,6 +429,11 @@ impl Queue {
         *leading = true;
         drop(leading);
         let synced = self.sync_written();
+        if let Err(e) = &synced {
+            // After a failed fsync the kernel may drop the dirty pages and report success
+            // next time: nothing appended so far can be called durable again.
+            self.fail(e);
+        }
         *self.sync_state.lock()? = false;
         self.sync_done.notify_all();
         synced?;
@@ -391,12 +446,36 @@ impl Queue {
         Ok(())
     }
 
+    fn fail(&self, e: &Error) {
+        if let Ok(mut f) = self.failure.lock() {
+            f.get_or_insert_with(|| e.to_string());
+        }
+        self.failed.store(true, Ordering::Release);
+    }
+
+    fn check_healthy(&self) -> Result<()> {
+        if self.failed.load(Ordering::Acquire) {
+            let why = self.failure.lock()?.clone().unwrap_or_default();
+            return Err(Error::BackgroundFailed(why));
+        }
+        Ok(())
+    }
+
     /// fsyncs every segment with unsynced bytes, oldest first, and publishes what is durable.
     fn sync_written(&self) -> Result<()> {
-        let mut segs: Vec<Arc<Segment>> = self.pending.lock()?.clone();
-        if let Some(active) = self.segments.read()?.last() {
-            segs.push(Arc::clone(active));
-        }
+        // One snapshot of the list: a roll between two looks could hide a sealed segment whose
+        // tail is not yet on disk. Segments are synced in order, so the unsynced ones (and the
+        // active one) are a suffix.
+        let segs: Vec<Arc<Segment>> = {
+            let all = self.segments.read()?;
+            let keep = all
+                .iter()
+                .rev()
+                .take_while(|s| !(s.is_sealed() && s.is_synced()))
+                .count()
+                .max(1);
+            all[all.len().saturating_sub(keep)..].to_vec()
+        };
         for seg in &segs {
             let (len, end) = seg.written();
             seg.sync_to(len)?;
@@ -433,14 +512,21 @@ impl Queue {
             self.sync_until(written)?;
             self.last_sync_ms.store(now_ms, Ordering::Relaxed);
         }
+        if closing {
+            // A clean close leaves a watermark covering everything, for the next recovery.
+            let active = self.segments.read()?.last().cloned();
+            if let Some(active) = active {
+                active.sync_watermark()?;
+            }
+        }
         Ok(())
     }
 
     /// Records in `from..` within `budget`, crossing segment boundaries.
     pub(crate) fn read(&self, from: u64, budget: &mut Budget) -> Result<Vec<StoredRecord>> {
-        let end = self.published_end.load(Ordering::Acquire);
         let segs = self.segments.read()?;
-        let start = segs.first().map_or(end, |s| s.base_offset);
+        let end = self.published_end.load(Ordering::Acquire);
+        let start = segs.first().map_or(end, |s| s.base_offset).min(end);
         if from < start || from > end {
             return Err(Error::OffsetOutOfRange {
                 topic: self.settings.topic.clone(),
@@ -488,10 +574,12 @@ impl Queue {
         max_bytes: Option<u64>,
         now: i64,
     ) -> Result<(usize, u64)> {
-        let pending = self.pending.lock()?.clone();
         let mut doomed = Vec::new();
         {
+            // Lock order: segments, then pending. The list is held across the check so that a
+            // roll cannot slip a just-sealed segment past it.
             let mut segs = self.segments.write()?;
+            let pending = self.pending.lock()?.clone();
             let mut total: u64 = segs.iter().map(|s| s.data_len()).sum();
             while segs.len() > 1 {
                 let front = &segs[0];
@@ -514,6 +602,13 @@ impl Queue {
         for seg in &doomed {
             tracing::info!(path = %seg.path.display(), "retention deletes segment");
             seg.delete_files()?;
+        }
+        // Make the removals durable: a queue whose older segment reappears after a crash while
+        // a newer one is gone would have a hole.
+        let mut dirs: Vec<&Path> = doomed.iter().filter_map(|s| s.path.parent()).collect();
+        dirs.dedup();
+        for dir in dirs {
+            crate::fsutil::sync_dir(dir)?;
         }
         Ok((doomed.len(), bytes))
     }

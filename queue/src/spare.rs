@@ -15,8 +15,10 @@ use memmap2::{MmapOptions, MmapRaw};
 use crate::error::{Error, Result};
 use crate::fsutil;
 
-/// File name of a queue directory's spare; files of this name are leftovers after a crash.
-pub(crate) const SPARE_NAME: &str = "spare.seg.tmp";
+/// Whether a file name is a spare's; such files found on open are leftovers of a crash.
+pub(crate) fn is_spare_name(name: &str) -> bool {
+    name.starts_with("spare-") && name.ends_with(".seg.tmp")
+}
 
 /// A zeroed, mapped file waiting to become the next segment of a queue.
 #[derive(Debug)]
@@ -32,7 +34,10 @@ impl Spare {
     /// Makes a spare of `capacity` bytes in `dir`. Slow (it writes the whole file): call it off
     /// the append path.
     pub(crate) fn prepare(dir: &Path, capacity: u64) -> Result<Spare> {
-        let path = dir.join(SPARE_NAME);
+        // Unique names: a spare being prepared never clobbers another one's file.
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = dir.join(format!("spare-{}-{n}.seg.tmp", std::process::id()));
         let io = |op, e| Error::io(op, &path, e);
         let file = OpenOptions::new()
             .read(true)

@@ -237,7 +237,11 @@ impl Inner {
         let topics: Vec<Arc<Topic>> = self.topics.read()?.values().cloned().collect();
         for topic in topics {
             for q in topic.all_queues()? {
-                q.maintain(now, closing)?;
+                match q.maintain(now, closing) {
+                    // Its files went away with it: not a failure of the store.
+                    Err(_) if topic.is_deleted() => break,
+                    other => other?,
+                }
             }
         }
         Ok(())

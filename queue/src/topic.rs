@@ -98,6 +98,10 @@ impl Topic {
         Ok(self.queues.read()?.clone())
     }
 
+    pub(crate) fn is_deleted(&self) -> bool {
+        self.deleted.load(Ordering::Acquire)
+    }
+
     pub(crate) fn mark_deleted(&self) {
         self.deleted.store(true, Ordering::Release);
     }

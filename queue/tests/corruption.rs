@@ -14,7 +14,8 @@ use std::sync::{Arc, Mutex};
 use streams_queue::codec::parse_header;
 use streams_queue::{Error, ReadOptions, Record, Store, TopicConfig};
 
-const SEGMENT_HEADER: usize = 32;
+const SEGMENT_HEADER: usize = 64;
+const WATERMARK_AT: usize = 32;
 
 /// Captures what the store logs while `f` runs.
 fn logs_of<T>(f: impl FnOnce() -> T) -> (T, String) {
@@ -69,6 +70,15 @@ fn frames(path: &Path) -> Vec<(usize, usize)> {
     out
 }
 
+/// Sets a segment's durable watermark, as if the last fsync had covered only `w` bytes.
+fn set_watermark(path: &Path, w: usize) {
+    patch(path, WATERMARK_AT, |b| {
+        b[..8].copy_from_slice(&(w as u64).to_le_bytes());
+        let crc = crc32c::crc32c(&b[..8]);
+        b[8..12].copy_from_slice(&crc.to_le_bytes());
+    });
+}
+
 fn patch(path: &Path, at: usize, f: impl FnOnce(&mut [u8])) {
     let mut bytes = std::fs::read(path).unwrap();
     f(&mut bytes[at..]);
@@ -106,7 +116,9 @@ fn torn_tail_is_truncated_with_a_warning() {
     store_with(dir.path(), 5, 1 << 20);
     let seg = segments(dir.path()).pop().unwrap();
     let (at, len) = *frames(&seg).last().unwrap();
-    // The last frame's second half never reached the disk.
+    // The last fsync covered everything before the last frame, whose second half never
+    // reached the disk.
+    set_watermark(&seg, at);
     patch(&seg, at + len / 2, |b| b[..len - len / 2].fill(0));
     let (store, logs) = logs_of(|| Store::open(dir.path()).unwrap());
     assert_eq!(count(&store), 40);
@@ -130,6 +142,7 @@ fn truncated_file_and_flipped_tail_bytes_are_torn_tails() {
         store_with(dir.path(), 5, 1 << 20);
         let seg = segments(dir.path()).pop().unwrap();
         let (at, len) = *frames(&seg).last().unwrap();
+        set_watermark(&seg, at);
         match damage {
             "cut" => std::fs::OpenOptions::new()
                 .write(true)
@@ -152,16 +165,36 @@ fn damage_in_the_middle_of_the_active_segment_is_an_error() {
     store_with(dir.path(), 5, 1 << 20);
     let seg = segments(dir.path()).pop().unwrap();
     let (at, _) = frames(&seg)[1];
+    // A flipped byte, or a frame start zeroed, below what the last fsync made durable.
+    for damage in [20, 0] {
+        let saved = std::fs::read(&seg).unwrap();
+        patch(&seg, at + damage, |b| {
+            b[..4].fill(if damage == 0 { 0 } else { 0xee })
+        });
+        match Store::open(dir.path()) {
+            Err(Error::Corrupt {
+                path,
+                position,
+                reason,
+            }) => {
+                assert_eq!(path, seg);
+                assert_eq!(position, at as u64);
+                assert!(
+                    reason.contains("durable") && reason.contains("offset 10"),
+                    "{reason}"
+                );
+            }
+            other => panic!("expected a corruption error, got {other:?}"),
+        }
+        std::fs::write(&seg, saved).unwrap();
+    }
+    // With the watermark itself damaged, a valid frame after the damage still proves it is in
+    // the middle.
+    patch(&seg, WATERMARK_AT, |b| b[0] ^= 1);
     patch(&seg, at + 20, |b| b[0] ^= 0xff);
     match Store::open(dir.path()) {
-        Err(Error::Corrupt {
-            path,
-            position,
-            reason,
-        }) => {
-            assert_eq!(path, seg);
-            assert_eq!(position, at as u64);
-            assert!(reason.contains("offset 20"), "{reason}");
+        Err(Error::Corrupt { reason, .. }) => {
+            assert!(reason.contains("offset 20 follows"), "{reason}")
         }
         other => panic!("expected a corruption error, got {other:?}"),
     }
@@ -223,4 +256,41 @@ fn a_damaged_index_file_is_rebuilt() {
             .len(),
         600
     );
+}
+
+#[test]
+fn a_sealed_segment_torn_before_its_fsync_becomes_the_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    store_with(dir.path(), 60, 8192);
+    let segs = segments(dir.path());
+    assert!(segs.len() > 3);
+    // The machine stopped right after a roll: segment 1 is sealed but has no index yet and its
+    // last frame never reached the disk; what came after it was never acknowledged.
+    let torn = &segs[1];
+    std::fs::remove_file(torn.with_extension("idx")).unwrap();
+    let (at, len) = *frames(torn).last().unwrap();
+    set_watermark(torn, at);
+    patch(torn, at + len - 8, |b| b[..8].fill(0));
+    let kept_until = {
+        let store = Store::open(dir.path()).unwrap();
+        let d = store.describe_topic("t").unwrap();
+        let end = d.queues[0].end_offset;
+        assert_eq!(d.queues[0].segments.len(), 2);
+        assert_eq!(store.verify_topic("t").unwrap(), end);
+        store
+            .append("t", 0, &[Record::new("after recovery")])
+            .unwrap();
+        end
+    };
+    let damaged: Vec<_> = std::fs::read_dir(torn.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".damaged"))
+        .collect();
+    assert_eq!(damaged.len(), segs.len() - 2, "{damaged:?}");
+    let store = Store::open(dir.path()).unwrap();
+    let last = store
+        .read("t", 0, kept_until, &ReadOptions::default())
+        .unwrap();
+    assert_eq!(&last[0].payload[..], b"after recovery");
 }

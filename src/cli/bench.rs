@@ -83,7 +83,8 @@ fn queue_bench(args: QueueBenchArgs) -> Result<()> {
         let _ = writeln!(
             std::io::stderr(),
             "  {:<45} {:>12.0} records/s",
-            f.name, f.records_per_sec
+            f.name,
+            f.records_per_sec
         );
     });
     let _ = std::fs::remove_dir_all(&dir);
