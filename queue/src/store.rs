@@ -158,7 +158,7 @@ impl Drop for Background {
             if let Err(e) = inner.maintain(true) {
                 tracing::error!("closing the store: {e}");
             }
-            for q in inner.all_queues() {
+            for (_, q) in inner.all_queues() {
                 if let Err(e) = q.discard_spare() {
                     tracing::error!("closing the store: {e}");
                 }
@@ -220,15 +220,18 @@ impl Inner {
         Ok(())
     }
 
-    /// Every queue of every topic (empty if a lock is poisoned: used by background work).
-    fn all_queues(&self) -> Vec<Arc<Queue>> {
+    /// Every queue of every topic, with its topic (empty if a lock is poisoned: used by
+    /// background work).
+    fn all_queues(&self) -> Vec<(Arc<Topic>, Arc<Queue>)> {
         let Ok(topics) = self.topics.read() else {
             return Vec::new();
         };
         topics
             .values()
-            .filter_map(|t| t.all_queues().ok())
-            .flatten()
+            .flat_map(|t| {
+                let queues = t.all_queues().unwrap_or_default();
+                queues.into_iter().map(move |q| (Arc::clone(t), q))
+            })
             .collect()
     }
 
@@ -274,19 +277,43 @@ impl Inner {
     }
 }
 
-fn background_loop(
-    signal: Arc<Signal>,
-    store: Weak<Inner>,
-    tick: Duration,
-    retention_every: Duration,
-) {
-    let mut last_retention = Instant::now();
+/// The fast background thread: `interval` fsyncs, and faulting in pages ahead of writers.
+fn flush_loop(signal: Arc<Signal>, store: Weak<Inner>, tick: Duration) {
+    let mut warned = Warned::default();
     while !signal.wait(tick) {
         let Some(inner) = store.upgrade() else {
             return;
         };
-        if let Err(e) = inner.maintain(false) {
-            inner.fail(&e);
+        let now = u64::try_from(now_ms()).unwrap_or(0);
+        for (topic, q) in inner.all_queues() {
+            match q.flush(now, false) {
+                Err(e) if !topic.is_deleted() => inner.fail(&e),
+                _ => {}
+            }
+            if let Err(e) = q.prefault() {
+                warned.warn("cannot fault in pages ahead of a writer", &e);
+            }
+        }
+    }
+}
+
+/// The slow background thread: finishing sealed segments, preparing spare segments, retention.
+/// A spare that cannot be made is only a warning: the roll then creates its segment itself.
+fn slow_loop(signal: Arc<Signal>, store: Weak<Inner>, tick: Duration, retention_every: Duration) {
+    let mut last_retention = Instant::now();
+    let mut warned = Warned::default();
+    while !signal.wait(tick) {
+        let Some(inner) = store.upgrade() else {
+            return;
+        };
+        for (topic, q) in inner.all_queues() {
+            match q.finish_seals() {
+                Err(e) if !topic.is_deleted() => inner.fail(&e),
+                _ => {}
+            }
+            if let Err(e) = q.prepare_spare() {
+                warned.warn("cannot prepare a spare segment", &e);
+            }
         }
         if last_retention.elapsed() >= retention_every {
             last_retention = Instant::now();
@@ -297,22 +324,18 @@ fn background_loop(
     }
 }
 
-/// Faults in pages ahead of each queue's writer and prepares spare segments for queues whose
-/// active segment is half full. A failure is only a warning (at most one per minute): the writer
-/// then faults its pages, or the roll creates its segment, itself.
-fn spare_loop(signal: Arc<Signal>, store: Weak<Inner>, tick: Duration) {
-    let mut last_warning: Option<Instant> = None;
-    while !signal.wait(tick) {
-        let Some(inner) = store.upgrade() else {
-            return;
-        };
-        for q in inner.all_queues() {
-            if let Err(e) = q.prepare_ahead()
-                && last_warning.is_none_or(|t| t.elapsed() >= Duration::from_secs(60))
-            {
-                tracing::warn!("cannot prepare a spare segment: {e}");
-                last_warning = Some(Instant::now());
-            }
+/// Rate-limits a background warning to one a minute.
+#[derive(Default)]
+struct Warned(Option<Instant>);
+
+impl Warned {
+    fn warn(&mut self, what: &str, e: &Error) {
+        if self
+            .0
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(60))
+        {
+            tracing::warn!("{what}: {e}");
+            self.0 = Some(Instant::now());
         }
     }
 }
@@ -412,20 +435,18 @@ impl Store {
                 .map_err(|e| Error::io("start background thread for", &inner.data_dir, e))
         };
         let (signal, weak) = (Arc::clone(&background.signal), Arc::downgrade(&inner));
+        let tick = options.flush_tick;
         let flush = spawn(
             "rstreams-queue-flush",
-            Box::new(move || {
-                background_loop(signal, weak, options.flush_tick, options.retention_check)
-            }),
+            Box::new(move || flush_loop(signal, weak, tick)),
         )?;
         background.threads.lock()?.push(flush);
         let (signal, weak) = (Arc::clone(&background.signal), Arc::downgrade(&inner));
-        let tick = options.flush_tick * 4;
-        let spares = spawn(
-            "rstreams-queue-spare",
-            Box::new(move || spare_loop(signal, weak, tick)),
+        let slow = spawn(
+            "rstreams-queue-seal",
+            Box::new(move || slow_loop(signal, weak, tick * 4, options.retention_check)),
         )?;
-        background.threads.lock()?.push(spares);
+        background.threads.lock()?.push(slow);
         Ok(Store { background, inner })
     }
 
