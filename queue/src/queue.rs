@@ -21,7 +21,7 @@ pub(crate) fn now_ms() -> i64 {
 }
 
 /// How far ahead of the writer the background thread faults pages in.
-const PREFAULT_WINDOW: u64 = 16 << 20;
+pub(crate) const PREFAULT_WINDOW: u64 = 16 << 20;
 
 /// Whether new segments are written with zeros before use (see [`crate::spare`]). Measured on
 /// ext4 here: zeroing spares `os`/`interval` appends the page-fault stalls of unwritten extents,
@@ -69,6 +69,8 @@ pub(crate) struct Queue {
     pending: Mutex<Vec<Arc<Segment>>>,
     /// The next segment, made ready in the background.
     spare: Mutex<Option<Spare>>,
+    /// Where the next segment goes (the writer's directory), for the background thread.
+    next_dir: Mutex<PathBuf>,
     /// Whether a group-commit leader is syncing; `sync_done` wakes its followers.
     sync_state: Mutex<bool>,
     sync_done: Condvar,
@@ -211,6 +213,7 @@ impl Queue {
             }),
             pending: Mutex::new(Vec::new()),
             spare: Mutex::new(None),
+            next_dir: Mutex::new(last.dir.clone()),
             sync_state: Mutex::new(false),
             sync_done: Condvar::new(),
             maintain_lock: Mutex::new(()),
@@ -335,6 +338,7 @@ impl Queue {
             self.segments.write()?.push(fresh);
             w.pos = SEGMENT_HEADER_LEN;
         }
+        *self.next_dir.lock()? = dir.clone();
         w.dir = dir;
         Ok(())
     }
@@ -365,9 +369,11 @@ impl Queue {
     /// Prepares the next segment once the active one is half full, so the roll finds it ready
     /// (see [`crate::spare`]). Slow: background work.
     pub(crate) fn prepare_spare(&self) -> Result<()> {
-        let (dir, active) = {
-            let w = self.writer.lock()?;
-            (w.dir.clone(), Arc::clone(&w.active))
+        // Not from the writer's lock: a background thread preempted while holding it would stall
+        // appends.
+        let dir = self.next_dir.lock()?.clone();
+        let Some(active) = self.segments.read()?.last().cloned() else {
+            return Ok(());
         };
         if self.spare.lock()?.is_some() {
             return Ok(());
@@ -417,6 +423,7 @@ impl Queue {
         // From here on the next segment must start in `dir`, even if this roll fails: the
         // placement now says offsets from `next_offset` on live there.
         w.dir = dir.to_path_buf();
+        *self.next_dir.lock()? = w.dir.clone();
         self.roll(&mut w, 0, None)?;
         w.active.sync_to(SEGMENT_HEADER_LEN)
     }

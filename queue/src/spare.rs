@@ -16,6 +16,7 @@ use memmap2::{MmapOptions, MmapRaw};
 
 use crate::error::{Error, Result};
 use crate::fsutil;
+use crate::queue::PREFAULT_WINDOW;
 
 /// Whether a file name is a spare's; such files found on open are leftovers of a crash.
 pub(crate) fn is_spare_name(name: &str) -> bool {
@@ -30,6 +31,8 @@ pub(crate) struct Spare {
     pub(crate) file: File,
     pub(crate) map: MmapRaw,
     pub(crate) capacity: u64,
+    /// Bytes from the start already faulted in writable.
+    pub(crate) prefaulted: u64,
 }
 
 impl Spare {
@@ -56,9 +59,8 @@ impl Spare {
             file.write_all_at(&zeros[..n], at)
                 .map_err(|e| io("zero spare segment", e))?;
             at += n as u64;
-        }
-        if zeroed {
-            file.sync_data().map_err(|e| io("fsync spare segment", e))?;
+            // Spread out: a burst of zeroing competes with the writers for memory bandwidth.
+            std::thread::sleep(std::time::Duration::from_micros(200));
         }
         let len =
             usize::try_from(capacity).map_err(|_| Error::Internal("segment too large".into()))?;
@@ -66,12 +68,20 @@ impl Spare {
             .len(len)
             .map_raw(&file)
             .map_err(|e| io("map spare segment", e))?;
+        // The writer starts at the front: fault that in now, not after the roll.
+        let prefaulted = capacity.min(PREFAULT_WINDOW) / 4096 * 4096;
+        let prefaulted =
+            match map.advise_range(memmap2::Advice::PopulateWrite, 0, prefaulted as usize) {
+                Ok(()) => prefaulted,
+                Err(_) => 0,
+            };
         Ok(Spare {
             path,
             dir: dir.to_path_buf(),
             file,
             map,
             capacity,
+            prefaulted,
         })
     }
 
