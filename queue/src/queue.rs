@@ -23,14 +23,6 @@ pub(crate) fn now_ms() -> i64 {
 /// How far ahead of the writer the background thread faults pages in.
 pub(crate) const PREFAULT_WINDOW: u64 = 16 << 20;
 
-/// Whether new segments are written with zeros before use (see [`crate::spare`]). Measured on
-/// ext4 here: zeroing spares `os`/`interval` appends the page-fault stalls of unwritten extents,
-/// but made each `always` fsync several times slower (8 producers: 6K instead of 53K records/s),
-/// so `always` topics keep plain reserved space.
-fn zeroed(settings: &QueueSettings) -> bool {
-    settings.durability != Durability::Always
-}
-
 /// Fixed settings of a queue, from its topic.
 #[derive(Clone, Debug)]
 pub(crate) struct QueueSettings {
@@ -193,7 +185,7 @@ impl Queue {
                     prev.seal();
                     prev.finish_seal()?;
                 }
-                let spare = Spare::prepare(&last.dir, settings.segment_bytes, zeroed(&settings))?;
+                let spare = Spare::prepare(&last.dir, settings.segment_bytes)?;
                 let s = Segment::from_spare(spare, base)?;
                 s.sync_to(SEGMENT_HEADER_LEN)?;
                 segments.push(Arc::clone(&s));
@@ -318,7 +310,7 @@ impl Queue {
                     if let Some(s) = other {
                         s.discard();
                     }
-                    Spare::prepare(&dir, capacity, zeroed(&self.settings))?
+                    Spare::prepare(&dir, capacity)?
                 }
             };
             let fresh = Segment::from_spare(spare, w.next_offset)?;
@@ -381,7 +373,7 @@ impl Queue {
         if active.written().0.saturating_mul(2) < active.capacity() {
             return Ok(());
         }
-        let spare = Spare::prepare(&dir, self.settings.segment_bytes, zeroed(&self.settings))?;
+        let spare = Spare::prepare(&dir, self.settings.segment_bytes)?;
         let mut slot = self.spare.lock()?;
         if slot.is_none() {
             *slot = Some(spare);
@@ -414,7 +406,7 @@ impl Queue {
             return Ok(());
         }
         // The first segment in `dir` is prepared before the writer is stopped.
-        let spare = Spare::prepare(dir, self.settings.segment_bytes, zeroed(&self.settings))?;
+        let spare = Spare::prepare(dir, self.settings.segment_bytes)?;
         let mut w = self.writer.lock()?;
         if let Some(old) = self.spare.lock()?.replace(spare) {
             old.discard();

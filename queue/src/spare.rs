@@ -1,15 +1,13 @@
 //! Spare segments, prepared before a queue needs them.
 //!
-//! A spare is reserved (`fallocate`), mapped and, for `os` and `interval` topics, written with
-//! zeros in the background, so a roll is a rename instead of file creation on the append path.
-//! Zeroing puts the pages in the page cache ahead of the writer, and the kernel converts the
-//! reserved extents while writing them back, off the append path: on ext4 here that took the
-//! open-loop p99 at 500K appends/s from milliseconds to about 0.2 ms. (fsyncing the zeros as well
-//! made it worse, and `always` topics skip zeroing: see `queue::zeroed`.) RocketMQ warms its
-//! mapped files for the same reason.
+//! A spare is reserved (`fallocate`), mapped, and its first pages faulted in writable, in the
+//! background, so that a roll is a rename instead of file creation on the append path, and the
+//! writer's first stores to the new segment do not run the file system's page-fault handler
+//! (which updates the file's mtime in a journal transaction and can wait for a commit).
+//! RocketMQ prepares its next mapped file ahead for the same reason. (Writing the spare with
+//! zeros as well, as RocketMQ's warm-up does, was measured here and made appends slower.)
 
 use std::fs::{File, OpenOptions};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use memmap2::{MmapOptions, MmapRaw};
@@ -23,7 +21,7 @@ pub(crate) fn is_spare_name(name: &str) -> bool {
     name.starts_with("spare-") && name.ends_with(".seg.tmp")
 }
 
-/// A zeroed, mapped file waiting to become the next segment of a queue.
+/// A reserved, mapped file waiting to become the next segment of a queue.
 #[derive(Debug)]
 pub(crate) struct Spare {
     pub(crate) path: PathBuf,
@@ -36,9 +34,9 @@ pub(crate) struct Spare {
 }
 
 impl Spare {
-    /// Makes a spare of `capacity` bytes in `dir`, written with zeros if `zeroed`. Slow when
-    /// zeroed (it writes the whole file): call it off the append path.
-    pub(crate) fn prepare(dir: &Path, capacity: u64, zeroed: bool) -> Result<Spare> {
+    /// Makes a spare of `capacity` bytes in `dir`, its first pages faulted in. Call it off the
+    /// append path.
+    pub(crate) fn prepare(dir: &Path, capacity: u64) -> Result<Spare> {
         // Unique names: a spare being prepared never clobbers another one's file.
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -52,16 +50,6 @@ impl Spare {
             .open(&path)
             .map_err(|e| io("create spare segment", e))?;
         fsutil::allocate(&file, &path, capacity)?;
-        let zeros = vec![0u8; if zeroed { 1 << 20 } else { 0 }];
-        let mut at = if zeroed { 0 } else { capacity };
-        while at < capacity {
-            let n = (capacity - at).min(zeros.len() as u64) as usize;
-            file.write_all_at(&zeros[..n], at)
-                .map_err(|e| io("zero spare segment", e))?;
-            at += n as u64;
-            // Spread out: a burst of zeroing competes with the writers for memory bandwidth.
-            std::thread::sleep(std::time::Duration::from_micros(200));
-        }
         let len =
             usize::try_from(capacity).map_err(|_| Error::Internal("segment too large".into()))?;
         let map = MmapOptions::new()

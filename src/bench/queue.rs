@@ -360,11 +360,13 @@ pub(crate) fn run(
     let mut single_max: f64 = 0.0;
     let single = opts.wants("single") || (opts.wants("open-loop") && opts.rate.is_none());
     for queues in [1, 4].into_iter().filter(|_| single) {
-        let small = QueueBenchOptions {
-            records: opts.records / 4,
+        // Long enough (about as long as the open-loop run) to include segment rolls and the
+        // background work they cause: the rate a producer can sustain, not a burst.
+        let long = QueueBenchOptions {
+            records: opts.records * 4,
             ..opts.clone()
         };
-        let rps = repeat(opts.runs, || append_throughput(&small, queues, 1))?;
+        let rps = repeat(opts.runs, || append_throughput(&long, queues, 1))?;
         if queues == 1 {
             single_max = rps;
         }

@@ -18,7 +18,7 @@ pub(crate) enum BenchCommand {
 
 #[derive(Debug, Args)]
 pub(crate) struct QueueBenchArgs {
-    /// Records per throughput run (one-record-per-call runs use a quarter of it)
+    /// Records per throughput run (one-record-per-call runs use four times as many)
     #[arg(long, default_value_t = 5_000_000)]
     records: u64,
     /// Payload bytes per record
