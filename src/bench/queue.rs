@@ -135,6 +135,25 @@ fn topic(store: &Store, name: &str, queues: u32, durability: Durability) -> Benc
     Ok(store.create_topic(name, config)?)
 }
 
+/// Runs `f(i)` for `i` in `0..n` on scoped threads and collects the results.
+fn on_threads<T: Send>(
+    n: usize,
+    f: impl Fn(usize) -> BenchResult<T> + Sync,
+) -> Vec<BenchResult<T>> {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..n)
+            .map(|i| {
+                let f = &f;
+                s.spawn(move || f(i))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or(Err(BenchError::Panicked)))
+            .collect()
+    })
+}
+
 /// Appends `records` split over `queues` producer threads in batches of `batch`; records/s.
 fn append_throughput(opts: &QueueBenchOptions, queues: u32, batch: usize) -> BenchResult<f64> {
     let scratch = Scratch::new(&opts.dir, "append")?;
@@ -142,29 +161,16 @@ fn append_throughput(opts: &QueueBenchOptions, queues: u32, batch: usize) -> Ben
     let payload = Bytes::from(vec![b'x'; opts.payload]);
     let per_queue = opts.records / u64::from(queues);
     let started = Instant::now();
-    let results: Vec<BenchResult<()>> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..queues)
-            .map(|q| {
-                let producer = scratch.store().producer("t");
-                let payload = payload.clone();
-                s.spawn(move || -> BenchResult<()> {
-                    let producer = producer?;
-                    let recs: Vec<Record> =
-                        (0..batch).map(|_| Record::new(payload.clone())).collect();
-                    let mut left = per_queue;
-                    while left > 0 {
-                        let n = left.min(batch as u64) as usize;
-                        producer.append(q, &recs[..n])?;
-                        left -= n as u64;
-                    }
-                    Ok(())
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or(Err(BenchError::Panicked)))
-            .collect()
+    let results = on_threads(queues as usize, |q| {
+        let producer = scratch.store().producer("t")?;
+        let recs: Vec<Record> = (0..batch).map(|_| Record::new(payload.clone())).collect();
+        let mut left = per_queue;
+        while left > 0 {
+            let n = left.min(batch as u64) as usize;
+            producer.append(q as u32, &recs[..n])?;
+            left -= n as u64;
+        }
+        Ok(())
     });
     let elapsed = started.elapsed().as_secs_f64();
     results.into_iter().collect::<BenchResult<Vec<()>>>()?;
@@ -182,29 +188,18 @@ fn always_latency(
     let payload = Bytes::from(vec![b'x'; opts.payload]);
     let deadline = Duration::from_secs_f64(opts.seconds);
     let started = Instant::now();
-    let results: Vec<BenchResult<(u64, Histogram<u64>)>> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..producers)
-            .map(|_| {
-                let producer = scratch.store().producer("t");
-                let rec = [Record::new(payload.clone())];
-                s.spawn(move || -> BenchResult<(u64, Histogram<u64>)> {
-                    let producer = producer?;
-                    let mut h = histogram()?;
-                    let mut n = 0;
-                    while started.elapsed() < deadline {
-                        let t = Instant::now();
-                        producer.append(0, &rec)?;
-                        h.saturating_record(t.elapsed().as_nanos() as u64);
-                        n += 1;
-                    }
-                    Ok((n, h))
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or(Err(BenchError::Panicked)))
-            .collect()
+    let results = on_threads(producers, |_| {
+        let producer = scratch.store().producer("t")?;
+        let rec = [Record::new(payload.clone())];
+        let mut h = histogram()?;
+        let mut n = 0u64;
+        while started.elapsed() < deadline {
+            let t = Instant::now();
+            producer.append(0, &rec)?;
+            h.saturating_record(t.elapsed().as_nanos() as u64);
+            n += 1;
+        }
+        Ok((n, h))
     });
     let elapsed = started.elapsed().as_secs_f64();
     let mut total = 0;
