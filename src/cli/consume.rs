@@ -1,7 +1,6 @@
 //! `rstreams consume TOPIC`: print records to standard output, optionally as a group member.
 
 use std::io::Write;
-use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
 use streams_queue::{
@@ -13,19 +12,14 @@ use super::{CliError, Result, parse_start};
 
 /// Records asked for per poll.
 const POLL_RECORDS: usize = 1000;
-/// Sleep when every queue is at its end and `--follow` is on.
-const IDLE_SLEEP: Duration = Duration::from_millis(50);
-/// How often `--follow` commits a group's positions.
-const COMMIT_EVERY: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Args)]
 #[command(after_long_help = "\
 With --group, the group's committed offsets are where reading starts (queues without one start \
-at --from) and, at exit, the positions after the records printed are committed (also every \
-second with --follow), so the next run with the same group continues where this one stopped. \
-A record whose output was cut off by a closed pipe (`| head`) is not committed. Ctrl-C ends \
---follow at once: records printed since the last commit (at most a second's worth) are read \
-again by the group's next run.
+at --from) and, at exit, the positions after the records printed are committed, so the next run \
+with the same group continues where this one stopped. A record whose output was cut off by a \
+closed pipe (`| head`) is not committed. Reading stops at the end of the queues: the store admits \
+one process at a time, so there is nothing to wait for.
 
 --format json prints one object per line:
   {\"queue\":0,\"offset\":41,\"timestamp\":\"2024-05-01T12:00:00.000Z\",\"key\":\"k\",
@@ -51,11 +45,6 @@ pub(crate) struct ConsumeArgs {
     /// Output format
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     format: OutputFormat,
-    /// At the end of the queues, wait for new records instead of exiting (stop with Ctrl-C).
-    /// The store admits one process at a time: while this runs, other rstreams commands on the
-    /// same data directory fail with "in use by another process"
-    #[arg(long)]
-    follow: bool,
     /// Read only this queue
     #[arg(long, value_name = "N")]
     queue: Option<u32>,
@@ -142,7 +131,6 @@ pub(crate) fn run(store: &Store, args: ConsumeArgs) -> Result<()> {
         printed: source.initial_positions(),
         flushed: source.initial_positions(),
         committed: None,
-        last_commit: Instant::now(),
     };
     let outcome = run.pump(&mut source, &args);
     // Commit what reached standard output, whatever stopped the loop.
@@ -163,7 +151,6 @@ struct Run<'a> {
     flushed: Vec<Option<u64>>,
     /// What was last committed.
     committed: Option<Vec<Option<u64>>>,
-    last_commit: Instant,
 }
 
 impl Run<'_> {
@@ -180,12 +167,7 @@ impl Run<'_> {
             }
             let records = source.poll(self.store, self.topic, want)?;
             if records.is_empty() {
-                if !args.follow {
-                    return Ok(());
-                }
-                self.commit_if_due()?;
-                std::thread::sleep(IDLE_SLEEP);
-                continue;
+                return Ok(());
             }
             for (queue, record) in &records {
                 write_record(&mut out, args.format, *queue, record).map_err(CliError::stdout)?;
@@ -198,22 +180,11 @@ impl Run<'_> {
             count += records.len() as u64;
             out.flush().map_err(CliError::stdout)?;
             self.flushed.clone_from(&self.printed);
-            if args.follow {
-                self.commit_if_due()?;
-            }
         }
-    }
-
-    fn commit_if_due(&mut self) -> Result<()> {
-        if self.last_commit.elapsed() >= COMMIT_EVERY {
-            self.commit()?;
-        }
-        Ok(())
     }
 
     /// Commits the flushed positions to the group, if there is one and they changed.
     fn commit(&mut self) -> Result<()> {
-        self.last_commit = Instant::now();
         let Some(group) = self.group else {
             return Ok(());
         };
