@@ -16,6 +16,13 @@
 //! reads cross the boundary without the reader noticing. [`Store::add_queues`] adds queues
 //! without touching existing queues' offsets or order.
 //!
+//! # Threads and async code
+//! [`Store`], [`Producer`] and records are `Send + Sync`; many threads may append and read at
+//! once. Calls are blocking: an append under `always` durability waits for an fsync (about
+//! 0.1–1 ms here), so async callers should make it from a blocking task (for example
+//! `tokio::task::spawn_blocking`). Two background threads per store seal segments, run
+//! `interval` fsyncs, prepare the next segment and fault in pages ahead of each writer.
+//!
 //! # Main types
 //! [`Store`] (open, topics, append, read, seek, retention), [`Producer`] (append handle),
 //! [`Consumer`] with [`ConsumerOptions`] (reads all queues, commits group offsets),

@@ -441,3 +441,14 @@ fn oversized_batches_get_their_own_segment() {
     assert_eq!(r.len(), 5);
     assert_eq!(r[4].payload.len(), 20_000);
 }
+
+#[test]
+fn handles_cross_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<Store>();
+    send_sync::<streams_queue::Producer>();
+    send::<streams_queue::Consumer>();
+    send_sync::<streams_queue::StoredRecord>();
+    send_sync::<Error>();
+}
