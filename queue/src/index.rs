@@ -61,6 +61,26 @@ pub(crate) fn entry_for_time(entries: &[IndexEntry], ts: i64) -> Option<IndexEnt
 }
 
 impl SealedIndex {
+    /// Whether the entries fit the totals: positions inside the data, in order, offsets in
+    /// range. A checksum does not catch an index written wrong.
+    pub(crate) fn is_consistent(&self) -> bool {
+        let header = crate::segment::SEGMENT_HEADER_LEN;
+        self.base_offset <= self.end_offset
+            && self.data_len >= header
+            && self
+                .entries
+                .first()
+                .is_none_or(|e| e.pos == header && e.offset == self.base_offset)
+            && self
+                .entries
+                .windows(2)
+                .all(|w| w[0].pos < w[1].pos && w[0].offset < w[1].offset)
+            && self
+                .entries
+                .iter()
+                .all(|e| e.pos < self.data_len && e.offset < self.end_offset)
+    }
+
     pub(crate) fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(IDX_HEADER_LEN + self.entries.len() * ENTRY_LEN + 4);
         out.extend_from_slice(&IDX_MAGIC);

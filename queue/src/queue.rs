@@ -46,7 +46,6 @@ struct Writer {
     active: Arc<Segment>,
     pos: u64,
     next_offset: u64,
-    dir: PathBuf,
     timestamps: Vec<i64>,
 }
 
@@ -61,8 +60,8 @@ pub(crate) struct Queue {
     pending: Mutex<Vec<Arc<Segment>>>,
     /// The next segment, made ready in the background.
     spare: Mutex<Option<Spare>>,
-    /// Where the next segment goes (the writer's directory), for the background thread.
-    next_dir: Mutex<PathBuf>,
+    /// Where each offset range's segments go; the newest placement takes new segments.
+    placements: Mutex<Vec<Placement>>,
     /// Whether a group-commit leader is syncing; `sync_done` wakes its followers.
     sync_state: Mutex<bool>,
     sync_done: Condvar,
@@ -116,32 +115,55 @@ pub(crate) fn discover(placements: &[Placement]) -> Result<Vec<(PathBuf, u64)>> 
     Ok(found)
 }
 
+/// The directory of the placement whose range holds `offset`.
+fn dir_for(placements: &[Placement], offset: u64) -> PathBuf {
+    placements
+        .iter()
+        .rev()
+        .find(|p| p.from <= offset)
+        .or(placements.first())
+        .map(|p| p.dir.clone())
+        .unwrap_or_default()
+}
+
 /// Renames segment files that cannot be part of the queue to `*.damaged`, so that nothing is
 /// deleted that someone may want to inspect, and says so.
-fn quarantine(paths: impl Iterator<Item = PathBuf>) {
+fn quarantine(paths: impl Iterator<Item = PathBuf>) -> Result<()> {
+    let mut dirs = Vec::new();
     for path in paths {
         let aside = path.with_extension("seg.damaged");
-        let _ = std::fs::remove_file(path.with_extension("idx"));
-        match std::fs::rename(&path, &aside) {
-            Ok(()) => tracing::error!(
-                path = %path.display(),
-                moved_to = %aside.display(),
-                "segment written after a torn one is set aside; its records were never durable"
-            ),
-            Err(e) => tracing::error!(path = %path.display(), "cannot set aside segment: {e}"),
+        match std::fs::remove_file(path.with_extension("idx")) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("remove index of", &path, e)),
+        }
+        std::fs::rename(&path, &aside).map_err(|e| Error::io("set aside segment", &path, e))?;
+        tracing::error!(
+            path = %path.display(),
+            moved_to = %aside.display(),
+            "segment written after a torn one is set aside; its records were never durable"
+        );
+        if let Some(dir) = path.parent() {
+            dirs.push(dir.to_path_buf());
         }
     }
+    // Durable before anything is appended in their place.
+    dirs.dedup();
+    for dir in dirs {
+        crate::fsutil::sync_dir(&dir)?;
+    }
+    Ok(())
 }
 
 impl Queue {
     /// Opens (or, with no segment yet, creates) the queue whose data the placements describe.
     pub(crate) fn open(settings: QueueSettings, placements: &[Placement]) -> Result<Queue> {
-        let Some(last) = placements.last() else {
+        if placements.is_empty() {
             return Err(Error::Internal(format!(
                 "queue {} has no placement",
                 settings.id
             )));
-        };
+        }
         let found = discover(placements)?;
         let mut segments: Vec<Arc<Segment>> = Vec::with_capacity(found.len().max(1));
         let mut found = found.into_iter().peekable();
@@ -169,24 +191,30 @@ impl Queue {
                     // Sealed, but the machine stopped before its fsync finished. Nothing written
                     // after it was acknowledged under `always` (acknowledgements wait for every
                     // older segment to be durable), so what follows is set aside, not used.
-                    quarantine(found.by_ref().map(|(p, _)| p));
+                    quarantine(found.by_ref().map(|(p, _)| p))?;
                     segments.push(Segment::open_active(path, base, settings.segment_bytes)?);
                     break;
                 }
             }
         }
+        // The next offset belongs to the placement whose range holds it; after a crash that
+        // lost the tail of an older placement's segment, that is the older one, and appends
+        // continue there until they reach the newer placement's range.
+        let next = segments
+            .last()
+            .map_or(placements[0].from, |s| s.published_end());
+        let owner = dir_for(placements, next);
         let active = match segments.last() {
-            Some(s) if s.path.parent() == Some(last.dir.as_path()) => Arc::clone(s),
+            Some(s) if s.path.parent() == Some(owner.as_path()) => Arc::clone(s),
             other => {
-                // No segment yet, or the newest placement has none: start one there.
-                let base = other.map_or(last.from, |s| s.published_end());
-                crate::fsutil::create_dir_durable(&last.dir)?;
+                // No segment yet, or none in the owning placement: start one there.
+                crate::fsutil::create_dir_durable(&owner)?;
                 if let Some(prev) = other {
                     prev.seal();
                     prev.finish_seal()?;
                 }
-                let spare = Spare::prepare(&last.dir, settings.segment_bytes)?;
-                let s = Segment::from_spare(spare, base)?;
+                let spare = Spare::prepare(&owner, settings.segment_bytes)?;
+                let s = Segment::from_spare(spare, next, false)?;
                 s.sync_to(SEGMENT_HEADER_LEN)?;
                 segments.push(Arc::clone(&s));
                 s
@@ -200,12 +228,11 @@ impl Queue {
                 active,
                 pos,
                 next_offset: end,
-                dir: last.dir.clone(),
                 timestamps: Vec::new(),
             }),
             pending: Mutex::new(Vec::new()),
             spare: Mutex::new(None),
-            next_dir: Mutex::new(last.dir.clone()),
+            placements: Mutex::new(placements.to_vec()),
             sync_state: Mutex::new(false),
             sync_done: Condvar::new(),
             maintain_lock: Mutex::new(()),
@@ -252,7 +279,7 @@ impl Queue {
             });
         }
         if w.pos + len as u64 > w.active.capacity()
-            && let Err(e) = self.roll(&mut w, len as u64, None)
+            && let Err(e) = self.roll(&mut w, len as u64)
         {
             w.timestamps = timestamps;
             return Err(e);
@@ -283,11 +310,11 @@ impl Queue {
         Ok(base)
     }
 
-    /// Seals the active segment and starts a new one in `dir` (default: the writer's directory)
-    /// large enough for `need` more bytes.
-    fn roll(&self, w: &mut Writer, need: u64, dir: Option<&Path>) -> Result<()> {
+    /// Seals the active segment and starts a new one, large enough for `need` more bytes, in
+    /// the directory of the placement that owns the next offset.
+    fn roll(&self, w: &mut Writer, need: u64) -> Result<()> {
         let t0 = std::time::Instant::now();
-        let r = self.roll_inner(w, need, dir);
+        let r = self.roll_inner(w, need);
         tracing::debug!(
             topic = %self.settings.topic,
             queue = self.settings.id,
@@ -297,8 +324,8 @@ impl Queue {
         r
     }
 
-    fn roll_inner(&self, w: &mut Writer, need: u64, dir: Option<&Path>) -> Result<()> {
-        let dir = dir.unwrap_or(&w.dir).to_path_buf();
+    fn roll_inner(&self, w: &mut Writer, need: u64) -> Result<()> {
+        let dir = dir_for(&self.placements.lock()?, w.next_offset);
         let capacity = self.settings.segment_bytes.max(SEGMENT_HEADER_LEN + need);
         if w.pos == SEGMENT_HEADER_LEN {
             // The active segment is empty: replace it rather than leave an empty sealed one
@@ -313,7 +340,8 @@ impl Queue {
                     Spare::prepare(&dir, capacity)?
                 }
             };
-            let fresh = Segment::from_spare(spare, w.next_offset)?;
+            // Same directory: the rename replaces the empty segment's file in one step.
+            let fresh = Segment::from_spare(spare, w.next_offset, true)?;
             if fresh.path != w.active.path {
                 w.active.delete_files()?;
             }
@@ -330,8 +358,6 @@ impl Queue {
             self.segments.write()?.push(fresh);
             w.pos = SEGMENT_HEADER_LEN;
         }
-        *self.next_dir.lock()? = dir.clone();
-        w.dir = dir;
         Ok(())
     }
 
@@ -339,7 +365,9 @@ impl Queue {
     /// may stall; see [`crate::spare`]).
     fn fresh_segment(&self, dir: &Path, base: u64, capacity: u64) -> Result<Arc<Segment>> {
         match self.spare.lock()?.take() {
-            Some(s) if s.dir == dir && s.capacity >= capacity => Segment::from_spare(s, base),
+            Some(s) if s.dir == dir && s.capacity >= capacity => {
+                Segment::from_spare(s, base, false)
+            }
             other => {
                 if let Some(s) = other {
                     s.discard();
@@ -361,12 +389,13 @@ impl Queue {
     /// Prepares the next segment once the active one is half full, so the roll finds it ready
     /// (see [`crate::spare`]). Slow: background work.
     pub(crate) fn prepare_spare(&self) -> Result<()> {
+        let _one = self.maintain_lock.lock()?;
         // Not from the writer's lock: a background thread preempted while holding it would stall
         // appends.
-        let dir = self.next_dir.lock()?.clone();
         let Some(active) = self.segments.read()?.last().cloned() else {
             return Ok(());
         };
+        let dir = dir_for(&self.placements.lock()?, active.written().1);
         if self.spare.lock()?.is_some() {
             return Ok(());
         }
@@ -381,6 +410,11 @@ impl Queue {
             spare.discard();
         }
         Ok(())
+    }
+
+    /// Stops background work on this queue (sealing, spares) while the guard lives.
+    pub(crate) fn lock_maintenance(&self) -> Result<std::sync::MutexGuard<'_, ()>> {
+        Ok(self.maintain_lock.lock()?)
     }
 
     /// Deletes the spare segment, if any (when the store closes).
@@ -400,8 +434,7 @@ impl Queue {
         persist: impl FnOnce(u64) -> Result<()>,
     ) -> Result<()> {
         crate::fsutil::create_dir_durable(dir)?;
-        // Compared with where the active segment is, not with `w.dir`: a retry after a failed
-        // roll must still roll.
+        // Compared with where the active segment is: a retry after a failed roll must still roll.
         if self.writer.lock()?.active.path.parent() == Some(dir) {
             return Ok(());
         }
@@ -414,9 +447,15 @@ impl Queue {
         persist(w.next_offset)?;
         // From here on the next segment must start in `dir`, even if this roll fails: the
         // placement now says offsets from `next_offset` on live there.
-        w.dir = dir.to_path_buf();
-        *self.next_dir.lock()? = w.dir.clone();
-        self.roll(&mut w, 0, None)?;
+        {
+            let mut placements = self.placements.lock()?;
+            placements.retain(|p| p.from < w.next_offset);
+            placements.push(Placement {
+                dir: dir.to_path_buf(),
+                from: w.next_offset,
+            });
+        }
+        self.roll(&mut w, 0)?;
         w.active.sync_to(SEGMENT_HEADER_LEN)
     }
 
@@ -506,8 +545,18 @@ impl Queue {
         self.flush(now_ms, closing)
     }
 
+    /// Runs background work unless the queue failed; a failure marks it failed.
+    fn guarded(&self, work: impl FnOnce() -> Result<()>) -> Result<()> {
+        self.check_healthy()?;
+        work().inspect_err(|e| self.fail(e))
+    }
+
     /// Finishes sealed segments: fsync, watermark, index file, truncation. Slow.
     pub(crate) fn finish_seals(&self) -> Result<()> {
+        self.guarded(|| self.finish_seals_inner())
+    }
+
+    fn finish_seals_inner(&self) -> Result<()> {
         let _one = self.maintain_lock.lock()?;
         let pending: Vec<Arc<Segment>> = self.pending.lock()?.clone();
         for seg in &pending {
@@ -525,6 +574,10 @@ impl Queue {
 
     /// fsyncs what the `interval` policy says is due (everything, when closing).
     pub(crate) fn flush(&self, now_ms: u64, closing: bool) -> Result<()> {
+        self.guarded(|| self.flush_inner(now_ms, closing))
+    }
+
+    fn flush_inner(&self, now_ms: u64, closing: bool) -> Result<()> {
         let due = match self.settings.durability {
             Durability::Interval(ms) => {
                 closing || now_ms.saturating_sub(self.last_sync_ms.load(Ordering::Relaxed)) >= ms

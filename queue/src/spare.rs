@@ -37,6 +37,16 @@ impl Spare {
     /// Makes a spare of `capacity` bytes in `dir`, its first pages faulted in. Call it off the
     /// append path.
     pub(crate) fn prepare(dir: &Path, capacity: u64) -> Result<Spare> {
+        let mut path = PathBuf::new();
+        Self::prepare_at(dir, capacity, &mut path).inspect_err(|_| {
+            // Whatever was made is useless; a retry makes a new file.
+            if !path.as_os_str().is_empty() {
+                let _ = std::fs::remove_file(&path);
+            }
+        })
+    }
+
+    fn prepare_at(dir: &Path, capacity: u64, made: &mut PathBuf) -> Result<Spare> {
         // Unique names: a spare being prepared never clobbers another one's file.
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -49,6 +59,7 @@ impl Spare {
             .truncate(true)
             .open(&path)
             .map_err(|e| io("create spare segment", e))?;
+        made.clone_from(&path);
         fsutil::allocate(&file, &path, capacity)?;
         let len =
             usize::try_from(capacity).map_err(|_| Error::Internal("segment too large".into()))?;
@@ -56,13 +67,24 @@ impl Spare {
             .len(len)
             .map_raw(&file)
             .map_err(|e| io("map spare segment", e))?;
-        // The writer starts at the front: fault that in now, not after the roll.
-        let prefaulted = capacity.min(PREFAULT_WINDOW) / 4096 * 4096;
-        let prefaulted =
-            match map.advise_range(memmap2::Advice::PopulateWrite, 0, prefaulted as usize) {
-                Ok(()) => prefaulted,
-                Err(_) => 0,
-            };
+        // The writer starts at the front: fault that in now, not after the roll; in steps, as
+        // `Segment::prefault_ahead` does.
+        let window = capacity.min(PREFAULT_WINDOW) / 4096 * 4096;
+        let mut prefaulted = 0;
+        while prefaulted < window {
+            let step = (window - prefaulted).min(1 << 20);
+            if map
+                .advise_range(
+                    memmap2::Advice::PopulateWrite,
+                    prefaulted as usize,
+                    step as usize,
+                )
+                .is_err()
+            {
+                break;
+            }
+            prefaulted += step;
+        }
         Ok(Spare {
             path,
             dir: dir.to_path_buf(),

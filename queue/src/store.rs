@@ -171,8 +171,7 @@ impl Drop for Background {
 /// dropped stops the background thread and flushes (use [`Store::close`] to see its errors).
 #[derive(Clone, Debug)]
 pub struct Store {
-    // Held for its `Drop`, which runs first, while `inner` is still alive for the final flush.
-    #[expect(dead_code, reason = "held for its Drop")]
+    // Its `Drop` runs first, while `inner` is still alive for the final flush.
     background: Arc<Background>,
     pub(crate) inner: Arc<Inner>,
 }
@@ -182,6 +181,8 @@ pub struct Store {
 pub struct Producer {
     topic: Arc<Topic>,
     inner: Arc<Inner>,
+    // Keeps the background threads (fsyncs, seals) running while the producer lives.
+    _background: Arc<Background>,
 }
 
 impl Producer {
@@ -307,6 +308,9 @@ fn slow_loop(signal: Arc<Signal>, store: Weak<Inner>, tick: Duration, retention_
             return;
         };
         for (topic, q) in inner.all_queues() {
+            if topic.is_deleted() {
+                continue;
+            }
             match q.finish_seals() {
                 Err(e) if !topic.is_deleted() => inner.fail(&e),
                 _ => {}
@@ -511,6 +515,15 @@ impl Store {
         }
         topic.mark_deleted();
         self.inner.topics.write()?.remove(name);
+        // Background work on its queues must not create files while the directories go.
+        let queues = topic.all_queues()?;
+        let _quiet = queues
+            .iter()
+            .map(|q| q.lock_maintenance())
+            .collect::<Result<Vec<_>>>()?;
+        for q in &queues {
+            q.discard_spare()?;
+        }
         for dir in dirs {
             crate::fsutil::remove_dir_all(&dir)?;
         }
@@ -580,6 +593,7 @@ impl Store {
         Ok(Producer {
             topic: self.inner.topic(topic)?,
             inner: Arc::clone(&self.inner),
+            _background: Arc::clone(&self.background),
         })
     }
 

@@ -294,3 +294,48 @@ fn a_sealed_segment_torn_before_its_fsync_becomes_the_tail() {
         .unwrap();
     assert_eq!(&last[0].payload[..], b"after recovery");
 }
+
+#[test]
+fn a_torn_segment_before_a_move_keeps_receiving_appends_durably() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk2 = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path()).unwrap();
+        let config = TopicConfig {
+            segment_bytes: 1 << 20,
+            ..TopicConfig::default()
+        };
+        store.create_topic("t", config).unwrap();
+        for b in 0..10 {
+            let recs: Vec<Record> = (0..10).map(|i| Record::new(format!("a{b}-{i}"))).collect();
+            store.append("t", 0, &recs).unwrap();
+        }
+        store.move_queue("t", 0, disk2.path()).unwrap();
+        store.append("t", 0, &[Record::new("b0")]).unwrap();
+        store.close().unwrap();
+    }
+    // The machine stopped before the segment left behind by the move was fully durable: its
+    // index is gone and its last frame torn. The segment on the second disk was never durable.
+    let old = segments(dir.path()).pop().unwrap();
+    std::fs::remove_file(old.with_extension("idx")).unwrap();
+    let (at, len) = *frames(&old).last().unwrap();
+    set_watermark(&old, at);
+    patch(&old, at + len - 4, |b| b[..4].fill(0));
+    {
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.offsets("t", 0).unwrap(), (0, 90));
+        // Acknowledged after recovery, below the moved placement's first offset (100).
+        for i in 0..15 {
+            store
+                .append("t", 0, &[Record::new(format!("after-{i}"))])
+                .unwrap();
+        }
+        store.close().unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.offsets("t", 0).unwrap(), (0, 105));
+    let r = store.read("t", 0, 90, &ReadOptions::default()).unwrap();
+    assert_eq!(r.len(), 15);
+    assert_eq!(&r[14].payload[..], b"after-14");
+    assert_eq!(store.verify_topic("t").unwrap(), 105);
+}

@@ -77,6 +77,10 @@ pub(crate) struct Segment {
     index: RwLock<Vec<IndexEntry>>,
     /// Serializes fsyncs, which also write the header's watermark.
     sync_lock: Mutex<()>,
+    /// Set when an fsync failed; every later one fails too.
+    sync_failed: AtomicBool,
+    /// The watermark last made durable, so that a clean close of an idle segment costs nothing.
+    watermarked_len: AtomicU64,
     /// Position of the last index entry (`u64::MAX`: none), so appends skip the index lock.
     last_entry_pos: AtomicU64,
     /// Bytes whose pages have been faulted in writable ahead of the writer.
@@ -115,7 +119,9 @@ impl Segment {
     }
 
     /// Turns a spare into an empty segment starting at `base`: header, then its final name.
-    pub(crate) fn from_spare(spare: Spare, base: u64) -> Result<Arc<Segment>> {
+    /// With `replace`, an existing file of the same name (an empty segment being replaced) is
+    /// replaced; otherwise finding one is an error, never an overwrite.
+    pub(crate) fn from_spare(spare: Spare, base: u64, replace: bool) -> Result<Arc<Segment>> {
         let path = spare.dir.join(file_name(base));
         let header = header_bytes(base);
         // SAFETY: the spare's mapping is ours alone until the segment is shared, and the
@@ -124,8 +130,15 @@ impl Segment {
         unsafe {
             std::ptr::copy_nonoverlapping(header.as_ptr(), spare.map.as_mut_ptr(), header.len());
         }
-        std::fs::rename(&spare.path, &path)
-            .map_err(|e| Error::io("rename spare segment to", &path, e))?;
+        let named = if replace {
+            std::fs::rename(&spare.path, &path)
+        } else {
+            std::fs::hard_link(&spare.path, &path).and_then(|()| std::fs::remove_file(&spare.path))
+        };
+        if let Err(e) = named {
+            let _ = std::fs::remove_file(&spare.path);
+            return Err(Error::io("name spare segment", &path, e));
+        }
         let prefaulted = spare.prefaulted;
         let seg = Self::from_parts(path, spare.file, spare.map, base, spare.capacity, true);
         seg.prefaulted_len.store(prefaulted, Ordering::Release);
@@ -170,6 +183,8 @@ impl Segment {
             max_timestamp: AtomicI64::new(i64::MIN),
             index: RwLock::new(Vec::new()),
             sync_lock: Mutex::new(()),
+            sync_failed: AtomicBool::new(false),
+            watermarked_len: AtomicU64::new(0),
             last_entry_pos: AtomicU64::new(u64::MAX),
             prefaulted_len: AtomicU64::new(0),
             sealed: AtomicBool::new(!writable),
@@ -332,6 +347,14 @@ impl Segment {
     /// `recover.rs`).
     pub(crate) fn sync_to(&self, len: u64) -> Result<()> {
         let _one = self.sync_lock.lock()?;
+        if self.sync_failed.load(Ordering::Acquire) {
+            // The kernel reports a writeback error once and may have dropped the pages: a later
+            // "successful" fsync proves nothing about them.
+            return Err(Error::BackgroundFailed(format!(
+                "an earlier fsync of {} failed",
+                self.path.display()
+            )));
+        }
         let from = self.synced_len.load(Ordering::Acquire);
         if len > from {
             if from >= SEGMENT_HEADER_LEN {
@@ -339,9 +362,10 @@ impl Segment {
                 // segment.
                 unsafe { self.write_watermark(from) };
             }
-            self.map
-                .flush_range(0, len as usize)
-                .map_err(|e| Error::io("fsync segment", &self.path, e))?;
+            if let Err(e) = self.map.flush_range(0, len as usize) {
+                self.sync_failed.store(true, Ordering::Release);
+                return Err(Error::io("fsync segment", &self.path, e));
+            }
             self.synced_len.fetch_max(len, Ordering::AcqRel);
         }
         if !self.dir_synced.load(Ordering::Acquire) {
@@ -359,11 +383,17 @@ impl Segment {
         self.sync_to(self.written().0)?;
         let _one = self.sync_lock.lock()?;
         let synced = self.synced_len.load(Ordering::Acquire);
+        if self.watermarked_len.load(Ordering::Acquire) == synced {
+            return Ok(());
+        }
         // SAFETY: we hold the sync lock; readers never read the header of a shared segment.
         unsafe { self.write_watermark(synced) };
-        self.map
-            .flush_range(0, SEGMENT_HEADER_LEN as usize)
-            .map_err(|e| Error::io("fsync segment", &self.path, e))
+        if let Err(e) = self.map.flush_range(0, SEGMENT_HEADER_LEN as usize) {
+            self.sync_failed.store(true, Ordering::Release);
+            return Err(Error::io("fsync segment", &self.path, e));
+        }
+        self.watermarked_len.store(synced, Ordering::Release);
+        Ok(())
     }
 
     /// Marks the segment sealed; nothing more is written to it.

@@ -132,14 +132,17 @@ impl Segment {
     /// tail, an error for damage to durable bytes. `data_end` bounds where written bytes may be.
     fn is_torn_tail(&self, scan: &ScanEnd, data_end: u64) -> Result<bool> {
         let garbage = data_end > scan.len && self.slice(scan.len, data_end).iter().any(|&b| b != 0);
-        if scan.error.is_none() && !garbage {
+        let watermark = self.durable_watermark();
+        // Frames that end below the watermark were durable: a clean stop there is damage too.
+        let short = watermark.is_some_and(|w| scan.len < w);
+        if scan.error.is_none() && !garbage && !short {
             return Ok(false);
         }
         let reason = scan.error.as_ref().map_or_else(
             || "zeros where a frame should start".to_string(),
             ToString::to_string,
         );
-        match self.durable_watermark() {
+        match watermark {
             Some(w) if scan.len < w => Err(Error::corrupt(
                 &self.path,
                 scan.len,
@@ -176,7 +179,13 @@ impl Segment {
         seg.check_header()?;
         let idx = match std::fs::read(&idx_path) {
             Ok(buf) => match SealedIndex::decode(&idx_path, &buf) {
-                Ok(idx) if idx.base_offset == base && idx.data_len <= file_len => Some(idx),
+                Ok(idx)
+                    if idx.base_offset == base
+                        && idx.data_len <= file_len
+                        && idx.is_consistent() =>
+                {
+                    Some(idx)
+                }
                 Ok(_) | Err(_) => {
                     tracing::warn!(path = %idx_path.display(), "index file is damaged; rebuilding it");
                     None
@@ -224,10 +233,15 @@ impl Segment {
         // A stale index from an earlier seal would describe this segment wrongly once it is
         // sealed again.
         let idx_path = path.with_extension("idx");
-        if let Err(e) = std::fs::remove_file(&idx_path)
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
-            return Err(Error::io("remove stale index", &idx_path, e));
+        match std::fs::remove_file(&idx_path) {
+            Ok(()) => {
+                // Durably: a stale index that came back after a crash would be trusted.
+                if let Some(dir) = path.parent() {
+                    fsutil::sync_dir(dir)?;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("remove stale index", &idx_path, e)),
         }
         let (file, file_len) = Self::open_file(&path, true)?;
         let capacity = capacity.max(file_len).max(SEGMENT_HEADER_LEN + 1);
@@ -241,13 +255,15 @@ impl Segment {
         seg.advise(memmap2::Advice::Random)?;
         let data_end = fsutil::data_end(&seg.file, capacity);
         if seg.slice(0, SEGMENT_HEADER_LEN).iter().all(|&b| b == 0) {
-            // Created but its header never reached the disk: nothing in it was acknowledged.
+            // Created but its header never reached the disk, and the header goes out with the
+            // first fsync: nothing in it was acknowledged, whatever pages did reach the disk.
             if seg.slice(0, data_end).iter().any(|&b| b != 0) {
-                return Err(Error::corrupt(
-                    &seg.path,
-                    0,
-                    "segment header is missing but data follows",
-                ));
+                tracing::warn!(
+                    path = %seg.path.display(),
+                    "segment header is missing: discarding {data_end} bytes that were never durable"
+                );
+                // SAFETY: nobody else has this segment yet.
+                unsafe { seg.zero(0, data_end) };
             }
             seg.file
                 .write_all_at(&header_bytes(base), 0)
