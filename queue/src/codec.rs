@@ -120,6 +120,11 @@ fn le_u64(buf: &[u8], at: usize) -> u64 {
 /// `buf` may extend past the frame; only `frame_len` bytes are checked.
 pub fn parse_header(buf: &[u8]) -> Result<FrameHeader, FrameError> {
     if buf.len() < 4 {
+        // Too short for a frame: zeros are the end of the data (a segment filled to within a
+        // few bytes of its end), anything else a frame cut short.
+        if buf.iter().all(|&b| b == 0) {
+            return Err(FrameError::End);
+        }
         return Err(FrameError::Truncated {
             needed: 4,
             available: buf.len(),
@@ -548,10 +553,13 @@ mod tests {
 
     #[test]
     fn zero_bytes_are_the_end() {
-        assert_eq!(
-            decode_frame(&Bytes::from(vec![0u8; 64])),
-            Err(FrameError::End)
-        );
+        for n in [0, 1, 3, 4, 64] {
+            assert_eq!(
+                decode_frame(&Bytes::from(vec![0u8; n])),
+                Err(FrameError::End),
+                "{n}"
+            );
+        }
     }
 }
 

@@ -191,7 +191,23 @@ impl Queue {
                     // Sealed, but the machine stopped before its fsync finished. Nothing written
                     // after it was acknowledged under `always` (acknowledgements wait for every
                     // older segment to be durable), so what follows is set aside, not used.
-                    quarantine(found.by_ref().map(|(p, _)| p))?;
+                    // Unless a later segment says some of it was durable: then an fsync did
+                    // cover this one, and its damage is corruption, not a torn tail.
+                    let later: Vec<PathBuf> = found.by_ref().map(|(p, _)| p).collect();
+                    if let Some(durable) = later
+                        .iter()
+                        .find(|p| segment::watermark_of(p).is_some_and(|w| w > SEGMENT_HEADER_LEN))
+                    {
+                        return Err(Error::corrupt(
+                            &path,
+                            0,
+                            format!(
+                                "the segment's tail is damaged, but {} after it holds durable records",
+                                durable.display()
+                            ),
+                        ));
+                    }
+                    quarantine(later.into_iter())?;
                     segments.push(Segment::open_active(path, base, settings.segment_bytes)?);
                     break;
                 }

@@ -271,6 +271,16 @@ fn a_sealed_segment_torn_before_its_fsync_becomes_the_tail() {
     let (at, len) = *frames(torn).last().unwrap();
     set_watermark(torn, at);
     patch(torn, at + len - 8, |b| b[..8].fill(0));
+    // A later segment whose watermark says it held durable records proves the torn one was
+    // fsynced: that is corruption, not a torn tail.
+    assert!(matches!(
+        Store::open(dir.path()),
+        Err(Error::Corrupt { .. })
+    ));
+    // As it would be after the crash: no fsync ever covered the later segments.
+    for later in &segs[2..] {
+        set_watermark(later, SEGMENT_HEADER);
+    }
     let kept_until = {
         let store = Store::open(dir.path()).unwrap();
         let d = store.describe_topic("t").unwrap();
@@ -318,6 +328,9 @@ fn a_torn_segment_before_a_move_keeps_receiving_appends_durably() {
     // index is gone and its last frame torn. The segment on the second disk was never durable.
     let old = segments(dir.path()).pop().unwrap();
     std::fs::remove_file(old.with_extension("idx")).unwrap();
+    for moved in segments(disk2.path()) {
+        set_watermark(&moved, SEGMENT_HEADER);
+    }
     let (at, len) = *frames(&old).last().unwrap();
     set_watermark(&old, at);
     patch(&old, at + len - 4, |b| b[..4].fill(0));
@@ -338,4 +351,46 @@ fn a_torn_segment_before_a_move_keeps_receiving_appends_durably() {
     assert_eq!(r.len(), 15);
     assert_eq!(&r[14].payload[..], b"after-14");
     assert_eq!(store.verify_topic("t").unwrap(), 105);
+}
+
+#[test]
+fn a_segment_filled_to_within_a_few_bytes_reopens_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let capacity = 4096u64;
+    {
+        let store = Store::open(dir.path()).unwrap();
+        let config = TopicConfig {
+            segment_bytes: capacity,
+            ..TopicConfig::default()
+        };
+        store.create_topic("t", config).unwrap();
+        let used = |s: &Store| s.describe_topic("t").unwrap().queues[0].segments[0].bytes;
+        // Frames of one record with an n-byte payload take 49 + n bytes (n < 70).
+        while capacity - used(&store) > 49 + 70 {
+            store
+                .append("t", 0, &[Record::new(vec![1u8; 60]).with_timestamp(7)])
+                .unwrap();
+        }
+        let n = (capacity - used(&store) - 49 - 2) as usize;
+        store
+            .append("t", 0, &[Record::new(vec![2u8; n]).with_timestamp(7)])
+            .unwrap();
+        assert_eq!(capacity - used(&store), 2);
+        store
+            .append("t", 0, &[Record::new("next").with_timestamp(7)])
+            .unwrap();
+        store.close().unwrap();
+    }
+    // As if the machine stopped before the seal finished: no index, the file at full size, so
+    // it is scanned to its last byte.
+    let first = segments(dir.path()).remove(0);
+    std::fs::remove_file(first.with_extension("idx")).unwrap();
+    std::fs::OpenOptions::new().write(true).open(&first).unwrap().set_len(capacity).unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let (_, end) = store.offsets("t", 0).unwrap();
+    assert_eq!(store.verify_topic("t").unwrap(), end);
+    let last = store
+        .read("t", 0, end - 1, &ReadOptions::default())
+        .unwrap();
+    assert_eq!(&last[0].payload[..], b"next");
 }

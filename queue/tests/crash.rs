@@ -150,7 +150,11 @@ fn verify(dir: &Path, acks: &[Ack]) {
 }
 
 fn acknowledged_records_survive_sigkill() {
-    let dir = tempfile::tempdir().unwrap();
+    let mut dir = tempfile::tempdir().unwrap();
+    if std::env::var_os("RSTREAMS_CRASH_KEEP").is_some() {
+        eprintln!("keeping {}", dir.path().display());
+        dir.disable_cleanup(true);
+    }
     {
         let store = Store::open(dir.path()).unwrap();
         let config = TopicConfig {

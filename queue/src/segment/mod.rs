@@ -23,8 +23,8 @@ use crate::spare::Spare;
 mod read;
 mod recover;
 
-pub(crate) use recover::Opened;
 use recover::header_bytes;
+pub(crate) use recover::{Opened, watermark_of};
 
 const SEGMENT_MAGIC: [u8; 8] = *b"RSTQSEG\0";
 const SEGMENT_VERSION: u16 = 1;

@@ -64,6 +64,18 @@ struct ScanEnd {
     error: Option<FrameError>,
 }
 
+/// The durable watermark in the header of the segment file at `path`, if it can be read and its
+/// checksum holds.
+pub(crate) fn watermark_of(path: &std::path::Path) -> Option<u64> {
+    let file = std::fs::File::open(path).ok()?;
+    let mut h = [0u8; 12];
+    file.read_exact_at(&mut h, WATERMARK_AT as u64).ok()?;
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&h[..8]);
+    let w = u64::from_le_bytes(w);
+    (watermark_bytes(w) == h).then_some(w)
+}
+
 /// What opening a sealed segment found.
 pub(crate) enum Opened {
     /// The segment, intact.
