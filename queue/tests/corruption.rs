@@ -385,7 +385,12 @@ fn a_segment_filled_to_within_a_few_bytes_reopens_whole() {
     // it is scanned to its last byte.
     let first = segments(dir.path()).remove(0);
     std::fs::remove_file(first.with_extension("idx")).unwrap();
-    std::fs::OpenOptions::new().write(true).open(&first).unwrap().set_len(capacity).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&first)
+        .unwrap()
+        .set_len(capacity)
+        .unwrap();
     let store = Store::open(dir.path()).unwrap();
     let (_, end) = store.offsets("t", 0).unwrap();
     assert_eq!(store.verify_topic("t").unwrap(), end);
