@@ -1,9 +1,16 @@
 //! `streams-core`: the engine between the frontends and the storage.
 //!
 //! SQL (`streams-sql`) and the Rust DSL both produce one logical plan: DataFusion's `LogicalPlan`
-//! plus streaming extension nodes (watermark, window aggregate, stream join, sink). This crate turns
-//! that plan into a topology of operator nodes with a parallelism each, runs it on tokio over Arrow
-//! record batches, and coordinates watermarks and checkpoints. It defines the `Source`, `Sink` and
-//! `Operator` traits and the connector registry that the binary fills.
+//! plus streaming extension nodes (watermark, window aggregate, stream join, sink). This crate
+//! turns that plan into a topology of operator nodes with a parallelism each, runs it on tokio
+//! over Arrow record batches, and coordinates watermarks and checkpoints. It defines the
+//! `Source`, `Sink` and `Operator` traits and the connector registry that the binary fills.
 //!
-//! Not built yet: it is the subject of the engine core issue. See `../shared/DESIGN.md`.
+//! Built so far: the event-time rules the operators will apply, as plain functions and state
+//! machines tested without a runtime: [`window`] (which windows a time belongs to, session
+//! merging, when a window fires, when a row is late) and [`time`] (watermark generation and
+//! combination over inputs, idleness). The plan, topology and runtime are the rest of the engine
+//! core issue. See `../shared/DESIGN.md`.
+
+pub mod time;
+pub mod window;
