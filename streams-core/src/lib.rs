@@ -9,10 +9,11 @@
 //! Built so far: the event-time rules the operators will apply, as plain functions and state
 //! machines tested without a runtime: [`window`] (which windows a time belongs to, session
 //! merging, when a window fires, when a row is late) and [`time`] (watermark generation and
-//! combination over inputs, idleness), and [`topology`] (nodes, edges, chaining into tasks, the
-//! `EXPLAIN` rendering). The plan, operators and runtime are the rest of the engine core issue.
+//! combination over inputs, idleness), [`topology`] (nodes, edges, chaining into tasks, the
+//! `EXPLAIN` rendering) and [`partition`] (key groups: which subtask owns which keys). The plan, operators and runtime are the rest of the engine core issue.
 //! See `../shared/DESIGN.md`.
 
+pub mod partition;
 pub mod time;
 pub mod topology;
 pub mod window;
