@@ -10,9 +10,11 @@
 //! machines tested without a runtime: [`window`] (which windows a time belongs to, session
 //! merging, when a window fires, when a row is late) and [`time`] (watermark generation and
 //! combination over inputs, idleness), [`topology`] (nodes, edges, chaining into tasks, the
-//! `EXPLAIN` rendering) and [`partition`] (key groups: which subtask owns which keys). The plan, operators and runtime are the rest of the engine core issue.
+//! `EXPLAIN` rendering), [`partition`] (key groups: which subtask owns which keys) and
+//! [`checkpoint`] (when to start a checkpoint, barrier alignment). The plan, operators and runtime are the rest of the engine core issue.
 //! See `../shared/DESIGN.md`.
 
+pub mod checkpoint;
 pub mod partition;
 pub mod time;
 pub mod topology;
