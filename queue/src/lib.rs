@@ -48,7 +48,8 @@
 //! <storage>/<topic>-<id>/<queue>/<base offset, 20 digits>.idx   index of a sealed segment
 //! ```
 //! `<storage>` is `<data dir>/segments` unless a queue was moved. Metadata files are JSON,
-//! replaced atomically. Segment files are described in `segment.rs`, frames in [`codec`] and
+//! replaced atomically. Segment files are described in `segment/mod.rs` and `segment/recover.rs`
+//! (header and durable watermark), frames in [`codec`] and
 //! index files in `index.rs`; each carries a version number, and a file of an unknown version
 //! is refused with [`Error::UnsupportedVersion`].
 

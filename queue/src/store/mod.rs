@@ -5,9 +5,7 @@ use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, RwLock, Weak};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, RwLock};
 
 use crate::config::{StoreOptions, TopicConfig};
 use crate::error::{Error, Result};
@@ -17,87 +15,13 @@ use crate::record::{Record, StoredRecord};
 use crate::segment::Budget;
 use crate::topic::{DEFAULT_STORAGE, Topic};
 
-/// How a read below the first retained offset behaves.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum IfTrimmed {
-    /// Fail with [`Error::OffsetOutOfRange`].
-    #[default]
-    Error,
-    /// Read from the first retained offset instead.
-    Earliest,
-}
+mod background;
+mod types;
 
-/// Limits of one read call.
-#[derive(Clone, Copy, Debug)]
-pub struct ReadOptions {
-    /// Most records to return. Default 1000.
-    pub max_records: usize,
-    /// Most bytes (keys, payloads, tags, headers) to return; the first record is returned
-    /// whatever its size. Default 4 MiB.
-    pub max_bytes: usize,
-    /// What a read below the retained start does. Default: error.
-    pub if_trimmed: IfTrimmed,
-}
-
-impl Default for ReadOptions {
-    fn default() -> Self {
-        ReadOptions {
-            max_records: 1000,
-            max_bytes: 4 << 20,
-            if_trimmed: IfTrimmed::Error,
-        }
-    }
-}
-
-/// A topic as `describe_topic` reports it.
-#[derive(Clone, Debug)]
-pub struct TopicDescription {
-    /// Name.
-    pub name: String,
-    /// Configuration (with the current queue count).
-    pub config: TopicConfig,
-    /// One entry per logical queue.
-    pub queues: Vec<QueueDescription>,
-}
-
-/// A logical queue as `describe_topic` reports it.
-#[derive(Clone, Debug)]
-pub struct QueueDescription {
-    /// Queue index.
-    pub queue: u32,
-    /// First retained offset.
-    pub start_offset: u64,
-    /// Next offset to be written (as readers see it).
-    pub end_offset: u64,
-    /// Bytes on disk (frames and segment headers).
-    pub bytes: u64,
-    /// Physical segments, oldest first.
-    pub segments: Vec<SegmentDescription>,
-}
-
-/// A physical segment of a logical queue.
-#[derive(Clone, Debug)]
-pub struct SegmentDescription {
-    /// Its file.
-    pub path: PathBuf,
-    /// Offset of its first record.
-    pub base_offset: u64,
-    /// Offset after its last record.
-    pub end_offset: u64,
-    /// Bytes used.
-    pub bytes: u64,
-    /// Whether it is sealed (only the newest segment of a queue is not).
-    pub sealed: bool,
-}
-
-/// What a retention pass deleted.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct RetentionReport {
-    /// Segments deleted.
-    pub segments: usize,
-    /// Bytes freed.
-    pub bytes: u64,
-}
+use background::Background;
+pub use types::{
+    IfTrimmed, QueueDescription, ReadOptions, RetentionReport, SegmentDescription, TopicDescription,
+};
 
 #[derive(Debug)]
 pub(crate) struct Inner {
@@ -110,61 +34,6 @@ pub(crate) struct Inner {
     failed: AtomicBool,
     failure: Mutex<Option<String>>,
     _lock: File,
-}
-
-/// What the background thread shares with its owner: a stop flag and a way to wake it.
-#[derive(Debug, Default)]
-struct Signal {
-    stop: Mutex<bool>,
-    wake: Condvar,
-}
-
-impl Signal {
-    /// Waits up to `tick`; true when the threads should stop.
-    fn wait(&self, tick: Duration) -> bool {
-        let Ok(stop) = self.stop.lock() else {
-            return true;
-        };
-        if *stop {
-            return true;
-        }
-        match self.wake.wait_timeout(stop, tick) {
-            Ok((stop, _)) => *stop,
-            Err(_) => true,
-        }
-    }
-}
-
-/// Owns the background threads. They hold only the signal and a weak reference to the store,
-/// so this is always dropped by a user's thread, which can join them.
-#[derive(Debug)]
-struct Background {
-    signal: Arc<Signal>,
-    threads: Mutex<Vec<JoinHandle<()>>>,
-    inner: Weak<Inner>,
-}
-
-impl Drop for Background {
-    fn drop(&mut self) {
-        if let Ok(mut stop) = self.signal.stop.lock() {
-            *stop = true;
-        }
-        self.signal.wake.notify_all();
-        let threads = self.threads.lock().map(|mut t| std::mem::take(&mut *t));
-        for handle in threads.unwrap_or_default() {
-            let _ = handle.join();
-        }
-        if let Some(inner) = self.inner.upgrade() {
-            if let Err(e) = inner.maintain(true) {
-                tracing::error!("closing the store: {e}");
-            }
-            for (_, q) in inner.all_queues() {
-                if let Err(e) = q.discard_spare() {
-                    tracing::error!("closing the store: {e}");
-                }
-            }
-        }
-    }
 }
 
 /// An open store. Cheap to clone; every clone shares the same topics. The last clone to be
@@ -278,72 +147,6 @@ impl Inner {
     }
 }
 
-/// The fast background thread: `interval` fsyncs, and faulting in pages ahead of writers.
-fn flush_loop(signal: Arc<Signal>, store: Weak<Inner>, tick: Duration) {
-    let mut warned = Warned::default();
-    while !signal.wait(tick) {
-        let Some(inner) = store.upgrade() else {
-            return;
-        };
-        let now = u64::try_from(now_ms()).unwrap_or(0);
-        for (topic, q) in inner.all_queues() {
-            match q.flush(now, false) {
-                Err(e) if !topic.is_deleted() => inner.fail(&e),
-                _ => {}
-            }
-            if let Err(e) = q.prefault() {
-                warned.warn("cannot fault in pages ahead of a writer", &e);
-            }
-        }
-    }
-}
-
-/// The slow background thread: finishing sealed segments, preparing spare segments, retention.
-/// A spare that cannot be made is only a warning: the roll then creates its segment itself.
-fn slow_loop(signal: Arc<Signal>, store: Weak<Inner>, tick: Duration, retention_every: Duration) {
-    let mut last_retention = Instant::now();
-    let mut warned = Warned::default();
-    while !signal.wait(tick) {
-        let Some(inner) = store.upgrade() else {
-            return;
-        };
-        for (topic, q) in inner.all_queues() {
-            if topic.is_deleted() {
-                continue;
-            }
-            match q.finish_seals() {
-                Err(e) if !topic.is_deleted() => inner.fail(&e),
-                _ => {}
-            }
-            if let Err(e) = q.prepare_spare() {
-                warned.warn("cannot prepare a spare segment", &e);
-            }
-        }
-        if last_retention.elapsed() >= retention_every {
-            last_retention = Instant::now();
-            if let Err(e) = inner.enforce_retention() {
-                inner.fail(&e);
-            }
-        }
-    }
-}
-
-/// Rate-limits a background warning to one a minute.
-#[derive(Default)]
-struct Warned(Option<Instant>);
-
-impl Warned {
-    fn warn(&mut self, what: &str, e: &Error) {
-        if self
-            .0
-            .is_none_or(|t| t.elapsed() >= Duration::from_secs(60))
-        {
-            tracing::warn!("{what}: {e}");
-            self.0 = Some(Instant::now());
-        }
-    }
-}
-
 fn lock_data_dir(dir: &Path) -> Result<File> {
     let path = dir.join("LOCK");
     let file = OpenOptions::new()
@@ -427,30 +230,7 @@ impl Store {
             _lock: lock,
         });
         inner.enforce_retention()?;
-        let background = Arc::new(Background {
-            signal: Arc::new(Signal::default()),
-            threads: Mutex::new(Vec::new()),
-            inner: Arc::downgrade(&inner),
-        });
-        let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
-            std::thread::Builder::new()
-                .name(name.into())
-                .spawn(f)
-                .map_err(|e| Error::io("start background thread for", &inner.data_dir, e))
-        };
-        let (signal, weak) = (Arc::clone(&background.signal), Arc::downgrade(&inner));
-        let tick = options.flush_tick;
-        let flush = spawn(
-            "rstreams-queue-flush",
-            Box::new(move || flush_loop(signal, weak, tick)),
-        )?;
-        background.threads.lock()?.push(flush);
-        let (signal, weak) = (Arc::clone(&background.signal), Arc::downgrade(&inner));
-        let slow = spawn(
-            "rstreams-queue-seal",
-            Box::new(move || slow_loop(signal, weak, tick * 4, options.retention_check)),
-        )?;
-        background.threads.lock()?.push(slow);
+        let background = Background::start(&inner, &options)?;
         Ok(Store { background, inner })
     }
 
