@@ -304,7 +304,8 @@ impl Segment {
         // In small steps: each call holds the process's memory-map lock, and a long hold would
         // queue other threads' page faults behind a waiting mmap/munmap.
         let mut at = from;
-        while at < target {
+        // Stop as soon as the segment is sealed: its pages are being dropped before its fsync.
+        while at < target && !self.is_sealed() {
             let step = (target - at).min(PREFAULT_STEP);
             match self
                 .map
