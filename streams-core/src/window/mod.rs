@@ -141,6 +141,43 @@ impl WindowSpec {
         })
     }
 
+    /// The pane length: windows are unions of consecutive panes, so an operator can aggregate
+    /// each row once, into its pane, and build a window's result by merging its panes instead of
+    /// adding the row to every overlapping window (a HOP of size 10 s and slide 2 s would
+    /// otherwise touch each row five times). `None` for sessions, whose bounds follow the data.
+    pub fn pane_size(&self) -> Option<i64> {
+        match *self {
+            WindowSpec::Tumble { size, .. } => Some(size),
+            WindowSpec::Hop { slide, .. } => Some(slide),
+            WindowSpec::Cumulate { step, .. } => Some(step),
+            WindowSpec::Session { .. } => None,
+        }
+    }
+
+    /// The pane holding `ts`.
+    pub fn pane(&self, ts: i64) -> Option<Window> {
+        let size = self.pane_size()?;
+        let offset = match *self {
+            WindowSpec::Tumble { offset, .. } => offset,
+            _ => 0,
+        };
+        let start = aligned_start(ts, size, offset);
+        Some(Window {
+            start,
+            end: start + size,
+        })
+    }
+
+    /// The panes whose union is `window`, oldest first.
+    pub fn panes_of(&self, window: Window) -> impl Iterator<Item = Window> + use<> {
+        let size = self.pane_size().unwrap_or(window.end - window.start).max(1);
+        let n = (window.end - window.start) / size;
+        (0..n.max(0)).map(move |i| Window {
+            start: window.start + i * size,
+            end: window.start + (i + 1) * size,
+        })
+    }
+
     /// Whether an event at `ts` arrives too late for every window that would hold it: all of
     /// them have fired at `watermark`. Such rows are counted and routed, never dropped silently.
     pub fn is_late(&self, ts: i64, watermark: i64, allowed_lateness: i64) -> bool {

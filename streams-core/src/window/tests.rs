@@ -146,6 +146,20 @@ fn spec() -> impl Strategy<Value = WindowSpec> {
 }
 
 proptest! {
+    // Aggregating by pane gives the same windows: a time's pane is in exactly the windows that
+    // hold the time.
+    #[test]
+    fn windows_are_unions_of_panes(spec in spec(), ts in -1000i64..1000) {
+        let pane = spec.pane(ts).unwrap();
+        prop_assert!(pane.contains(ts));
+        for w in spec.assign(ts) {
+            let panes: Vec<Window> = spec.panes_of(w).collect();
+            prop_assert!(panes.contains(&pane));
+            prop_assert_eq!(panes.first().map(|p| p.start), Some(w.start));
+            prop_assert_eq!(panes.last().map(|p| p.end), Some(w.end));
+        }
+    }
+
     #[test]
     fn assignment_matches_the_reference(spec in spec(), ts in -1000i64..1000) {
         prop_assert!(spec.validate().is_ok());
