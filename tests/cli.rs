@@ -348,8 +348,19 @@ fn errors_are_one_line_and_say_what() {
         ],
         "",
     );
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("sometimes"));
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("sometimes") && err.lines().count() == 1,
+        "{err}"
+    );
+    let out = run(dir, &["consume", "events", "--from", "yesterday"], "");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        err.contains("yesterday") && err.lines().count() == 1,
+        "{err}"
+    );
 
     // A bad line: the lines before it go in, nothing from it on.
     let input =

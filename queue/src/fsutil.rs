@@ -62,7 +62,8 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
 
 /// Creates `dir` and any missing parents, fsyncing each parent whose entries changed.
 pub(crate) fn create_dir_durable(dir: &Path) -> Result<()> {
-    if dir.is_dir() {
+    // The empty path is the parent of a bare relative name: the working directory.
+    if dir.as_os_str().is_empty() || dir.is_dir() {
         return Ok(());
     }
     if let Some(parent) = dir.parent() {

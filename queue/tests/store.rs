@@ -452,3 +452,12 @@ fn handles_cross_threads() {
     send_sync::<streams_queue::StoredRecord>();
     send_sync::<Error>();
 }
+
+#[test]
+fn a_directory_with_foreign_files_is_not_taken_over() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("segments/precious")).unwrap();
+    let err = Store::open(dir.path()).unwrap_err();
+    assert!(err.to_string().contains("not an rstreams store"), "{err}");
+    assert!(dir.path().join("segments/precious").exists());
+}

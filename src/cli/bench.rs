@@ -30,8 +30,8 @@ pub(crate) struct QueueBenchArgs {
     /// Seconds of the `always` and open-loop runs
     #[arg(long, default_value_t = 5.0)]
     seconds: f64,
-    /// Scratch directory for the benchmark's stores [default: a new directory under the system
-    /// temporary directory]; removed afterwards
+    /// Where to make the benchmark's scratch folder (`rstreams-bench-PID`, removed afterwards)
+    /// [default: the system temporary directory]
     #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,
     /// Run only these scenario groups: append, single, always, read, open-loop [default: all]
@@ -57,9 +57,11 @@ fn queue_bench(args: QueueBenchArgs) -> Result<()> {
             "bench queue needs --records >= 1000, --runs >= 1 and --seconds > 0".into(),
         ));
     }
-    let dir = args.dir.unwrap_or_else(|| {
-        std::env::temp_dir().join(format!("rstreams-bench-{}", std::process::id()))
-    });
+    // Always a new folder of our own, removed afterwards: never the directory given.
+    let dir = args
+        .dir
+        .unwrap_or_else(std::env::temp_dir)
+        .join(format!("rstreams-bench-{}", std::process::id()));
     let opts = QueueBenchOptions {
         dir: dir.clone(),
         records: args.records,

@@ -67,7 +67,10 @@ pub(crate) enum Format {
 
 /// Parses arguments, runs the command and turns its outcome into an exit code.
 pub(crate) fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(&e),
+    };
     init_logging();
     match run(cli) {
         Ok(()) | Err(CliError::BrokenPipe) => ExitCode::SUCCESS,
@@ -78,6 +81,33 @@ pub(crate) fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Prints help and version as clap does; any other usage error as one line (clap's message up
+/// to its usage block, joined), exit code 2.
+fn usage_error(e: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        let _ = e.print();
+        return ExitCode::SUCCESS;
+    }
+    if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        let _ = e.print();
+        return ExitCode::from(2);
+    }
+    let text = e.render().to_string();
+    let message: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .filter(|l| !l.is_empty())
+        .collect();
+    let _ = writeln!(
+        std::io::stderr().lock(),
+        "{} (see --help)",
+        message.join(" ")
+    );
+    ExitCode::from(2)
 }
 
 fn init_logging() {

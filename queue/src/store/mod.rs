@@ -190,6 +190,16 @@ impl Store {
         let stamp = data_dir.join("store.json");
         if stamp.exists() {
             meta::read::<StoreMeta>(&stamp)?;
+        } else if std::fs::read_dir(&data_dir)
+            .map_err(|e| Error::io("list", &data_dir, e))?
+            .filter_map(std::result::Result::ok)
+            .any(|e| e.file_name() != "LOCK")
+        {
+            // Never turn someone else's files into a store (opening one removes orphans).
+            return Err(Error::InvalidConfig(format!(
+                "{} is not empty and is not an rstreams store (it has no store.json)",
+                data_dir.display()
+            )));
         } else {
             meta::write(
                 &stamp,
@@ -479,7 +489,11 @@ fn remove_orphans(data_dir: &Path, topics: &BTreeMap<String, Arc<Topic>>) -> Res
     for entry in entries {
         let entry = entry.map_err(|e| Error::io("list", &root, e))?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if !live.contains(&name) {
+        // Only directories named as this store names them (`<topic>-<16 hex digits>`).
+        let ours = name.rsplit_once('-').is_some_and(|(topic, id)| {
+            !topic.is_empty() && id.len() == 16 && id.chars().all(|c| c.is_ascii_hexdigit())
+        });
+        if ours && !live.contains(&name) {
             tracing::warn!(path = %entry.path().display(), "removing segments of a topic that no longer exists");
             crate::fsutil::remove_dir_all(&entry.path())?;
         }
