@@ -34,6 +34,7 @@ impl Fields<'_> {
         let key = match (self.key, found.key) {
             (None, _) => None,
             (Some(f), None) => return Err(format!("the JSON object has no field `{f}`")),
+            (Some(f), Some(Value::Null)) => return Err(format!("field `{f}` is null: no key")),
             (Some(_), Some(Value::String(s))) => Some(Bytes::from(s)),
             (Some(_), Some(v)) => Some(Bytes::from(v.to_string())),
         };
@@ -51,13 +52,12 @@ impl Fields<'_> {
     }
 }
 
+/// Whole epoch milliseconds within the range of dates that can be printed, or an RFC 3339 time.
 fn timestamp_millis(v: &Value) -> Option<i64> {
     match v {
-        Value::Number(n) => n.as_i64().or_else(|| {
-            n.as_f64()
-                .filter(|f| f.is_finite() && f.abs() < 9.0e18)
-                .map(|f| f as i64)
-        }),
+        Value::Number(n) => n
+            .as_i64()
+            .filter(|&ms| chrono::DateTime::from_timestamp_millis(ms).is_some()),
         Value::String(s) => chrono::DateTime::parse_from_rfc3339(s)
             .ok()
             .map(|t| t.timestamp_millis()),
