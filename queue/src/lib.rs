@@ -58,6 +58,7 @@ mod config;
 mod error;
 mod fsutil;
 mod group;
+mod health;
 mod index;
 mod meta;
 mod queue;

@@ -14,7 +14,6 @@ use memmap2::{MmapOptions, MmapRaw};
 
 use crate::error::{Error, Result};
 use crate::fsutil;
-use crate::queue::PREFAULT_WINDOW;
 
 /// Whether a file name is a spare's; such files found on open are leftovers of a crash.
 pub(crate) fn is_spare_name(name: &str) -> bool {
@@ -34,11 +33,11 @@ pub(crate) struct Spare {
 }
 
 impl Spare {
-    /// Makes a spare of `capacity` bytes in `dir`, its first pages faulted in. Call it off the
-    /// append path.
-    pub(crate) fn prepare(dir: &Path, capacity: u64) -> Result<Spare> {
+    /// Makes a spare of `capacity` bytes in `dir` with its first `prefault` bytes faulted in.
+    /// Prefaulting takes milliseconds: on the append path, pass 0.
+    pub(crate) fn prepare(dir: &Path, capacity: u64, prefault: u64) -> Result<Spare> {
         let mut path = PathBuf::new();
-        Self::prepare_at(dir, capacity, &mut path).inspect_err(|_| {
+        Self::prepare_at(dir, capacity, prefault, &mut path).inspect_err(|_| {
             // Whatever was made is useless; a retry makes a new file.
             if !path.as_os_str().is_empty() {
                 let _ = std::fs::remove_file(&path);
@@ -46,7 +45,7 @@ impl Spare {
         })
     }
 
-    fn prepare_at(dir: &Path, capacity: u64, made: &mut PathBuf) -> Result<Spare> {
+    fn prepare_at(dir: &Path, capacity: u64, prefault: u64, made: &mut PathBuf) -> Result<Spare> {
         // Unique names: a spare being prepared never clobbers another one's file.
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -69,7 +68,7 @@ impl Spare {
             .map_err(|e| io("map spare segment", e))?;
         // The writer starts at the front: fault that in now, not after the roll; in steps, as
         // `Segment::prefault_ahead` does.
-        let window = capacity.min(PREFAULT_WINDOW) / 4096 * 4096;
+        let window = capacity.min(prefault) / 4096 * 4096;
         let mut prefaulted = 0;
         while prefaulted < window {
             let step = (window - prefaulted).min(1 << 20);

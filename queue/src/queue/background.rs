@@ -37,7 +37,7 @@ impl Queue {
         if active.written().0.saturating_mul(2) < active.capacity() {
             return Ok(());
         }
-        let spare = Spare::prepare(&dir, self.settings.segment_bytes)?;
+        let spare = Spare::prepare(&dir, self.settings.segment_bytes, PREFAULT_WINDOW)?;
         let mut slot = self.spare.lock()?;
         if slot.is_none() {
             *slot = Some(spare);
@@ -101,18 +101,11 @@ impl Queue {
     }
 
     pub(super) fn fail(&self, e: &Error) {
-        if let Ok(mut f) = self.failure.lock() {
-            f.get_or_insert_with(|| e.to_string());
-        }
-        self.failed.store(true, Ordering::Release);
+        self.health.fail(e);
     }
 
     pub(super) fn check_healthy(&self) -> Result<()> {
-        if self.failed.load(Ordering::Acquire) {
-            let why = self.failure.lock()?.clone().unwrap_or_default();
-            return Err(Error::BackgroundFailed(why));
-        }
-        Ok(())
+        self.health.check()
     }
 
     /// fsyncs every segment with unsynced bytes, oldest first, and publishes what is durable.

@@ -2,12 +2,13 @@
 //! different storage directories.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 
 use crate::codec::{self, FLAG_APPEND_TIME, MAX_FRAME_LEN};
 use crate::config::{Durability, TimestampType};
 use crate::error::{Error, Result};
+use crate::health::Health;
 use crate::record::{Record, StoredRecord};
 use crate::segment::{Budget, SEGMENT_HEADER_LEN, Segment};
 use crate::spare::Spare;
@@ -72,8 +73,7 @@ pub(crate) struct Queue {
     durable_end: AtomicU64,
     last_sync_ms: AtomicU64,
     /// Set when an fsync failed: the queue then refuses appends until the store is reopened.
-    failed: AtomicBool,
-    failure: Mutex<Option<String>>,
+    health: Health,
 }
 
 mod background;
@@ -174,7 +174,7 @@ impl Queue {
                     if let Some(s) = other {
                         s.discard();
                     }
-                    Spare::prepare(&dir, capacity)?
+                    Spare::prepare(&dir, capacity, PREFAULT_WINDOW)?
                 }
             };
             // Same directory: the rename replaces the empty segment's file in one step.
@@ -198,20 +198,19 @@ impl Queue {
         Ok(())
     }
 
-    /// A new segment: the spare when it fits, else a plain reserved file (whose first writes
-    /// may stall; see [`crate::spare`]).
+    /// A new segment: the spare when it fits, else one made now without prefaulting (its first
+    /// writes fault pages on the append path; see [`crate::spare`]).
     fn fresh_segment(&self, dir: &Path, base: u64, capacity: u64) -> Result<Arc<Segment>> {
-        match self.spare.lock()?.take() {
-            Some(s) if s.dir == dir && s.capacity >= capacity => {
-                Segment::from_spare(s, base, false)
-            }
+        let spare = match self.spare.lock()?.take() {
+            Some(s) if s.dir == dir && s.capacity >= capacity => s,
             other => {
                 if let Some(s) = other {
                     s.discard();
                 }
-                Segment::create(dir, base, capacity)
+                Spare::prepare(dir, capacity, 0)?
             }
-        }
+        };
+        Segment::from_spare(spare, base, false)
     }
 
     /// Sends new appends to segments under `dir`; older segments stay where they are and reads
@@ -228,7 +227,7 @@ impl Queue {
             return Ok(());
         }
         // The first segment in `dir` is prepared before the writer is stopped.
-        let spare = Spare::prepare(dir, self.settings.segment_bytes)?;
+        let spare = Spare::prepare(dir, self.settings.segment_bytes, PREFAULT_WINDOW)?;
         let mut w = self.writer.lock()?;
         if let Some(old) = self.spare.lock()?.replace(spare) {
             old.discard();

@@ -2,11 +2,12 @@
 //! and setting aside what a crash left unusable.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 
-use super::{Placement, Queue, QueueSettings, Writer};
+use super::{PREFAULT_WINDOW, Placement, Queue, QueueSettings, Writer};
 use crate::error::{Error, Result};
+use crate::health::Health;
 use crate::segment::{self, Opened, SEGMENT_HEADER_LEN, Segment};
 use crate::spare::{Spare, is_spare_name};
 
@@ -163,7 +164,7 @@ impl Queue {
                     prev.seal();
                     prev.finish_seal()?;
                 }
-                let spare = Spare::prepare(&owner, settings.segment_bytes)?;
+                let spare = Spare::prepare(&owner, settings.segment_bytes, PREFAULT_WINDOW)?;
                 let s = Segment::from_spare(spare, next, false)?;
                 s.sync_to(SEGMENT_HEADER_LEN)?;
                 segments.push(Arc::clone(&s));
@@ -190,8 +191,7 @@ impl Queue {
             written_end: AtomicU64::new(end),
             durable_end: AtomicU64::new(end),
             last_sync_ms: AtomicU64::new(0),
-            failed: AtomicBool::new(false),
-            failure: Mutex::new(None),
+            health: Health::default(),
         })
     }
 }

@@ -8,7 +8,6 @@
 //! file is cut to its data length and its index written beside it (see [`crate::index`]).
 
 use std::fs::{File, OpenOptions};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -100,24 +99,6 @@ impl std::fmt::Debug for Segment {
 }
 
 impl Segment {
-    /// Creates an empty segment file in `dir` starting at `base`, reserving `capacity` bytes.
-    pub(crate) fn create(dir: &Path, base: u64, capacity: u64) -> Result<Arc<Segment>> {
-        let path = dir.join(file_name(base));
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(|e| Error::io("create segment", &path, e))?;
-        fsutil::allocate(&file, &path, capacity)?;
-        file.write_all_at(&header_bytes(base), 0)
-            .map_err(|e| Error::io("write segment header", &path, e))?;
-        let seg = Self::map(path, file, base, capacity, true)?;
-        seg.record_write(SEGMENT_HEADER_LEN, base);
-        seg.publish(SEGMENT_HEADER_LEN, base);
-        Ok(Arc::new(seg))
-    }
-
     /// Turns a spare into an empty segment starting at `base`: header, then its final name.
     /// With `replace`, an existing file of the same name (an empty segment being replaced) is
     /// replaced; otherwise finding one is an error, never an overwrite.

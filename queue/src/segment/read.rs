@@ -27,6 +27,15 @@ impl AsRef<[u8]> for MappedRange {
 }
 
 impl Segment {
+    /// Published bytes `start..len` as `Bytes` sharing the mapping: no copy.
+    fn mapped(self: &Arc<Self>, start: u64, len: u64) -> Bytes {
+        Bytes::from_owner(MappedRange {
+            seg: Arc::clone(self),
+            start: start as usize,
+            len: len.saturating_sub(start) as usize,
+        })
+    }
+
     /// Appends records with offsets in `from..until` to `out`, within `budget`.
     pub(crate) fn read(
         self: &Arc<Self>,
@@ -47,11 +56,7 @@ impl Segment {
                 self.path.display()
             )));
         };
-        let region = Bytes::from_owner(MappedRange {
-            seg: Arc::clone(self),
-            start: entry.pos as usize,
-            len: (len - entry.pos) as usize,
-        });
+        let region = self.mapped(entry.pos, len);
         let mut p = 0usize;
         let mut expected = entry.offset;
         while p < region.len() && expected < until && !budget.exhausted() {
@@ -91,7 +96,7 @@ impl Segment {
     }
 
     /// Offset of the first record with a timestamp at or after `ts`, if this segment has one.
-    pub(crate) fn seek_time(&self, ts: i64) -> Result<Option<u64>> {
+    pub(crate) fn seek_time(self: &Arc<Self>, ts: i64) -> Result<Option<u64>> {
         if self.max_timestamp() < ts {
             return Ok(None);
         }
@@ -104,14 +109,14 @@ impl Segment {
                 None => return Ok(None),
             }
         };
-        let buf = self.slice(entry.pos, len);
+        let buf = self.mapped(entry.pos, len);
         let mut p = 0usize;
         while p < buf.len() {
             let pos = entry.pos + p as u64;
             let h = codec::parse_header(&buf[p..])
                 .map_err(|e| Error::corrupt(&self.path, pos, e.to_string()))?;
             if h.max_timestamp >= ts {
-                let frame = Bytes::copy_from_slice(&buf[p..p + h.frame_len as usize]);
+                let frame = buf.slice(p..p + h.frame_len as usize);
                 for r in RecordIter::new(frame, h) {
                     let r = r.map_err(|e| Error::corrupt(&self.path, pos, e.to_string()))?;
                     if r.timestamp >= ts {
@@ -122,5 +127,45 @@ impl Segment {
             p += h.frame_len as usize;
         }
         Ok(None)
+    }
+
+    /// Checks every published frame's checksum, offsets and records in one pass over the
+    /// mapping; returns the number of records.
+    pub(crate) fn verify(self: &Arc<Self>) -> Result<u64> {
+        // End first: the writer publishes the length before the end, so `len` covers `end`.
+        let end = self.published_end();
+        let len = self.published_len();
+        let start = super::SEGMENT_HEADER_LEN;
+        let buf = self.mapped(start, len);
+        let (mut p, mut expected) = (0usize, self.base_offset);
+        while p < buf.len() {
+            let pos = start + p as u64;
+            let bad = |e: codec::FrameError| Error::corrupt(&self.path, pos, e.to_string());
+            let h = codec::parse_header(&buf[p..]).map_err(bad)?;
+            if h.base_offset != expected {
+                return Err(Error::corrupt(
+                    &self.path,
+                    pos,
+                    format!(
+                        "frame starts at offset {}, expected {expected}",
+                        h.base_offset
+                    ),
+                ));
+            }
+            let frame_end = p + h.frame_len as usize;
+            for r in RecordIter::new(buf.slice(p..frame_end), h) {
+                r.map_err(bad)?;
+            }
+            expected = h.end_offset();
+            p = frame_end;
+        }
+        if expected < end {
+            return Err(Error::corrupt(
+                &self.path,
+                len,
+                format!("frames end at offset {expected}, expected {end}"),
+            ));
+        }
+        Ok(expected - self.base_offset)
     }
 }

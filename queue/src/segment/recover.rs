@@ -379,31 +379,4 @@ impl Segment {
         }
         None
     }
-
-    /// Checks every published frame's checksum and records; returns the number of records.
-    pub(crate) fn verify(&self) -> Result<u64> {
-        // End first: the writer publishes the length before the end, so `len` covers `end`.
-        let end = self.published_end();
-        let len = self.published_len();
-        let scan = self.scan(SEGMENT_HEADER_LEN, len, self.base_offset);
-        if let Some(e) = scan.error {
-            return Err(Error::corrupt(&self.path, scan.len, e.to_string()));
-        }
-        if scan.len != len || scan.end_offset < end {
-            return Err(Error::corrupt(
-                &self.path,
-                scan.len,
-                format!("frames end at offset {}, expected {end}", scan.end_offset),
-            ));
-        }
-        let buf = bytes::Bytes::copy_from_slice(self.slice(SEGMENT_HEADER_LEN, len));
-        let mut p = 0usize;
-        while p < buf.len() {
-            let (h, _) = codec::decode_frame(&buf.slice(p..)).map_err(|e| {
-                Error::corrupt(&self.path, SEGMENT_HEADER_LEN + p as u64, e.to_string())
-            })?;
-            p += h.frame_len as usize;
-        }
-        Ok(scan.end_offset - self.base_offset)
-    }
 }

@@ -4,11 +4,12 @@
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, RwLock};
 
 use crate::config::{StoreOptions, TopicConfig};
 use crate::error::{Error, Result};
+use crate::health::Health;
 use crate::meta::{self, GroupMeta, PlacementMeta, QueueMeta, StoreMeta, TopicMeta};
 use crate::queue::{Queue, now_ms};
 use crate::record::{Record, StoredRecord};
@@ -31,8 +32,7 @@ pub(crate) struct Inner {
     /// Serializes changes to topic metadata (create, delete, add queues, move).
     admin: Mutex<()>,
     pub(crate) groups: Mutex<BTreeMap<String, GroupMeta>>,
-    failed: AtomicBool,
-    failure: Mutex<Option<String>>,
+    health: Health,
     _lock: File,
 }
 
@@ -83,11 +83,7 @@ impl Inner {
     }
 
     fn check_healthy(&self) -> Result<()> {
-        if self.failed.load(Ordering::Acquire) {
-            let why = self.failure.lock()?.clone().unwrap_or_default();
-            return Err(Error::BackgroundFailed(why));
-        }
-        Ok(())
+        self.health.check()
     }
 
     /// Every queue of every topic, with its topic (empty if a lock is poisoned: used by
@@ -140,10 +136,7 @@ impl Inner {
 
     fn fail(&self, e: &Error) {
         tracing::error!("store background work failed: {e}");
-        if let Ok(mut f) = self.failure.lock() {
-            f.get_or_insert_with(|| e.to_string());
-        }
-        self.failed.store(true, Ordering::Release);
+        self.health.fail(e);
     }
 }
 
@@ -235,8 +228,7 @@ impl Store {
             topics: RwLock::new(topics),
             admin: Mutex::new(()),
             groups: Mutex::new(groups),
-            failed: AtomicBool::new(false),
-            failure: Mutex::new(None),
+            health: Health::default(),
             _lock: lock,
         });
         inner.enforce_retention()?;
