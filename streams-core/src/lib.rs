@@ -15,7 +15,26 @@
 //! See `../shared/DESIGN.md`.
 
 pub mod checkpoint;
+mod error;
+pub mod message;
+pub mod metrics;
+pub mod operator;
+pub mod ops;
 pub mod partition;
+pub mod runtime;
+pub mod sink;
+pub mod source;
+pub mod testing;
 pub mod time;
 pub mod topology;
 pub mod window;
+
+pub use error::{Error, Result};
+pub use message::{Barrier, Message, Watermark};
+pub use operator::{Operator, OperatorContext, OperatorFactory, Output};
+pub use sink::{Sink, SinkContext, SinkFactory};
+pub use source::{Source, SourceContext, SourceEvent, SourceFactory};
+
+/// Arrow and DataFusion as the engine uses them: one version for every crate of rstreams.
+pub use datafusion;
+pub use datafusion::arrow;

@@ -59,6 +59,9 @@ pub struct Edge {
     pub to: NodeId,
     /// How rows are distributed.
     pub partitioning: Partitioning,
+    /// Which output of `from` feeds the edge: 0 is the main output, higher numbers are side
+    /// outputs (a window's late rows).
+    pub port: usize,
 }
 
 /// Why a topology cannot run.
@@ -99,11 +102,33 @@ impl Topology {
 
     /// Connects `from` to `to`.
     pub fn connect(&mut self, from: NodeId, to: NodeId, partitioning: Partitioning) {
+        self.connect_port(from, 0, to, partitioning);
+    }
+
+    /// Connects output `port` of `from` (a side output when `port > 0`) to `to`.
+    pub fn connect_port(
+        &mut self,
+        from: NodeId,
+        port: usize,
+        to: NodeId,
+        partitioning: Partitioning,
+    ) {
         self.edges.push(Edge {
             from,
             to,
             partitioning,
+            port,
         });
+    }
+
+    /// The edges into `n`, in the order they were added (their order is the input numbering).
+    pub fn inputs_of(&self, n: NodeId) -> Vec<&Edge> {
+        self.inputs(n).collect()
+    }
+
+    /// The edges out of `n`.
+    pub fn outputs_of(&self, n: NodeId) -> Vec<&Edge> {
+        self.outputs(n).collect()
     }
 
     /// The nodes, by id.
@@ -180,13 +205,13 @@ impl Topology {
     fn chains_to_upstream(&self, to: NodeId) -> Option<NodeId> {
         let mut ins = self.inputs(to);
         let edge = ins.next()?;
-        if ins.next().is_some() || edge.partitioning != Partitioning::Forward {
+        if ins.next().is_some() || edge.partitioning != Partitioning::Forward || edge.port != 0 {
             return None;
         }
         let (up, down) = (&self.nodes[edge.from.0], &self.nodes[to.0]);
         let single_out = self.outputs(edge.from).count() == 1;
-        (single_out && up.parallelism == down.parallelism && down.kind == NodeKind::Stateless)
-            .then_some(edge.from)
+        let chainable = matches!(down.kind, NodeKind::Stateless | NodeKind::Sink);
+        (single_out && up.parallelism == down.parallelism && chainable).then_some(edge.from)
     }
 
     /// The tasks: chains of node ids, each in upstream-to-downstream order, ordered by their
@@ -234,14 +259,24 @@ impl Topology {
                 };
                 let _ = writeln!(out, "  [{}] {}{detail}", n.0, node.name);
             }
-            if let Some(last) = chain.last() {
-                for e in self.outputs(*last) {
+            // Edges leaving the task: from any of its nodes, except the chained hand-offs.
+            for n in chain {
+                for e in self.outputs(*n).filter(|e| task_of[e.to.0] != t) {
                     let how = match &e.partitioning {
                         Partitioning::Forward => "forward".to_string(),
                         Partitioning::Hash(keys) => format!("hash({})", keys.join(", ")),
                         Partitioning::Broadcast => "broadcast".to_string(),
                     };
-                    let _ = writeln!(out, "  --{how}--> task {} [{}]", task_of[e.to.0], e.to.0);
+                    let side = if e.port > 0 {
+                        format!(" side output {} of [{}]", e.port, n.0)
+                    } else {
+                        String::new()
+                    };
+                    let _ = writeln!(
+                        out,
+                        "  --{how}{side}--> task {} [{}]",
+                        task_of[e.to.0], e.to.0
+                    );
                 }
             }
         }

@@ -1,0 +1,161 @@
+//! Metrics per operator subtask: counters the task updates with relaxed atomics (no locks on the
+//! hot path), and a snapshot API that the CLI prints.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::sync::mpsc::WeakSender;
+
+use crate::message::Message;
+
+/// Live counters of one operator subtask.
+#[derive(Debug)]
+pub struct OperatorMetrics {
+    rows_in: AtomicU64,
+    batches_in: AtomicU64,
+    rows_out: AtomicU64,
+    batches_out: AtomicU64,
+    late_rows: AtomicU64,
+    watermark: AtomicI64,
+    busy_nanos: AtomicU64,
+}
+
+impl Default for OperatorMetrics {
+    fn default() -> Self {
+        OperatorMetrics {
+            rows_in: AtomicU64::new(0),
+            batches_in: AtomicU64::new(0),
+            rows_out: AtomicU64::new(0),
+            batches_out: AtomicU64::new(0),
+            late_rows: AtomicU64::new(0),
+            watermark: AtomicI64::new(i64::MIN),
+            busy_nanos: AtomicU64::new(0),
+        }
+    }
+}
+
+impl OperatorMetrics {
+    /// Counts a batch of `rows` rows received.
+    pub fn batch_in(&self, rows: usize) {
+        self.rows_in.fetch_add(rows as u64, Ordering::Relaxed);
+        self.batches_in.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a batch of `rows` rows emitted.
+    pub fn batch_out(&self, rows: usize) {
+        self.rows_out.fetch_add(rows as u64, Ordering::Relaxed);
+        self.batches_out.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts rows that arrived after every window they belong to had fired.
+    pub fn late(&self, rows: usize) {
+        self.late_rows.fetch_add(rows as u64, Ordering::Relaxed);
+    }
+
+    /// Records the operator's current watermark.
+    pub fn set_watermark(&self, wm: i64) {
+        self.watermark.store(wm, Ordering::Relaxed);
+    }
+
+    /// Adds time spent working (not waiting for input or for room downstream).
+    pub fn busy(&self, d: Duration) {
+        let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.busy_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+
+    /// Rows that arrived too late so far.
+    pub fn late_rows(&self) -> u64 {
+        self.late_rows.load(Ordering::Relaxed)
+    }
+}
+
+/// A point-in-time reading of one operator subtask.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SubtaskMetrics {
+    /// Topology node id.
+    pub node: usize,
+    /// Node name, e.g. `window aggregate`.
+    pub name: String,
+    /// Subtask index.
+    pub subtask: usize,
+    /// Rows received.
+    pub rows_in: u64,
+    /// Batches received.
+    pub batches_in: u64,
+    /// Rows emitted (all outputs).
+    pub rows_out: u64,
+    /// Batches emitted.
+    pub batches_out: u64,
+    /// Rows that arrived after all their windows fired (counted, then routed or dropped).
+    pub late_rows: u64,
+    /// Current event-time watermark, if any.
+    pub watermark: Option<i64>,
+    /// Time spent processing.
+    pub busy: Duration,
+    /// Messages waiting in the subtask's input channels.
+    pub queued: usize,
+    /// Total capacity of those channels; `queued / capacity` near 1 means backpressure.
+    pub capacity: usize,
+}
+
+/// Where a subtask's metrics live, and the channels feeding it.
+#[derive(Debug)]
+pub(crate) struct Entry {
+    pub(crate) node: usize,
+    pub(crate) name: String,
+    pub(crate) subtask: usize,
+    pub(crate) metrics: Arc<OperatorMetrics>,
+    pub(crate) inputs: Vec<WeakSender<Message>>,
+}
+
+/// The metrics of every operator subtask of a job.
+#[derive(Debug, Default)]
+pub struct JobMetrics {
+    pub(crate) entries: Vec<Entry>,
+}
+
+impl JobMetrics {
+    /// Reads every subtask's counters, ordered by node then subtask.
+    pub fn snapshot(&self) -> Vec<SubtaskMetrics> {
+        let mut out: Vec<SubtaskMetrics> = self
+            .entries
+            .iter()
+            .map(|e| {
+                let m = &e.metrics;
+                let (mut queued, mut capacity) = (0, 0);
+                for tx in e.inputs.iter().filter_map(WeakSender::upgrade) {
+                    queued += tx.max_capacity() - tx.capacity();
+                    capacity += tx.max_capacity();
+                }
+                let wm = m.watermark.load(Ordering::Relaxed);
+                SubtaskMetrics {
+                    node: e.node,
+                    name: e.name.clone(),
+                    subtask: e.subtask,
+                    rows_in: m.rows_in.load(Ordering::Relaxed),
+                    batches_in: m.batches_in.load(Ordering::Relaxed),
+                    rows_out: m.rows_out.load(Ordering::Relaxed),
+                    batches_out: m.batches_out.load(Ordering::Relaxed),
+                    late_rows: m.late_rows.load(Ordering::Relaxed),
+                    watermark: (wm != i64::MIN).then_some(wm),
+                    busy: Duration::from_nanos(m.busy_nanos.load(Ordering::Relaxed)),
+                    queued,
+                    capacity,
+                }
+            })
+            .collect();
+        out.sort_by_key(|m| (m.node, m.subtask));
+        out
+    }
+
+    /// Sums a node's subtasks: (rows in, rows out, late rows).
+    pub fn node_totals(&self, node: usize) -> (u64, u64, u64) {
+        self.snapshot()
+            .iter()
+            .filter(|m| m.node == node)
+            .fold((0, 0, 0), |(i, o, l), m| {
+                (i + m.rows_in, o + m.rows_out, l + m.late_rows)
+            })
+    }
+}

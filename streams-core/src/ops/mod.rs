@@ -1,0 +1,25 @@
+//! The built-in operators: stateless ones (filter, projection, union) that evaluate DataFusion
+//! physical expressions on whole batches, and window aggregates.
+
+mod stateless;
+pub mod window;
+
+pub use stateless::{Filter, Projection, Union};
+
+use std::fmt::Debug;
+
+use crate::Result;
+use crate::operator::{Operator, OperatorFactory};
+
+/// A factory for operators whose subtasks all start as copies of one value.
+#[derive(Debug)]
+pub struct Cloning<T>(pub T);
+
+impl<T> OperatorFactory for Cloning<T>
+where
+    T: Operator + Clone + Sync + 'static,
+{
+    fn create(&self, _subtask: usize, _parallelism: usize) -> Result<Box<dyn Operator>> {
+        Ok(Box::new(self.0.clone()))
+    }
+}

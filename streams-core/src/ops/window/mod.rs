@@ -1,0 +1,263 @@
+//! Window aggregates: `TUMBLE`, `HOP`, `CUMULATE` and `SESSION` windows with any DataFusion
+//! aggregate function, fired when the watermark passes a window's end plus the allowed
+//! lateness. Rows too late for every window they belong to are counted and, if configured,
+//! sent to a side output; they never vanish silently.
+//!
+//! Output rows: `window_start`, `window_end`, `window_time` (the last millisecond inside the
+//! window, Flink's rowtime of a window result), then the group keys, then one column per
+//! aggregate.
+
+mod groups;
+mod panes;
+mod sessions;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, PrimitiveArray, TimestampMillisecondArray,
+};
+use datafusion::arrow::compute::{cast, filter, filter_record_batch};
+use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit, TimestampMillisecondType};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::physical_expr::PhysicalExpr;
+
+pub use groups::AggregateSpec;
+use groups::{Aggregates, Inputs};
+use panes::{Bounds, Fired, Panes};
+use sessions::Sessions;
+
+use crate::metrics::OperatorMetrics;
+use crate::operator::{Operator, OperatorContext, OperatorFactory, Output};
+use crate::window::WindowSpec;
+use crate::{Error, Result};
+
+/// Output port of late rows.
+pub const LATE_PORT: usize = 1;
+
+/// Everything a window aggregate subtask needs, built by the planner.
+#[derive(Clone, Debug)]
+pub struct WindowAggregateConfig {
+    /// The windows.
+    pub spec: WindowSpec,
+    /// Index of the event-time column in the input (a timestamp, or `Int64` milliseconds).
+    pub time_column: usize,
+    /// Group keys, over the input schema.
+    pub keys: Vec<Arc<dyn PhysicalExpr>>,
+    /// Schema of the key columns, as they appear in the output.
+    pub key_schema: SchemaRef,
+    /// The aggregates.
+    pub aggregates: Vec<AggregateSpec>,
+    /// Output schema: window bounds, keys, aggregates.
+    pub output_schema: SchemaRef,
+    /// Extra milliseconds to wait for late rows after the watermark passes a window's end.
+    pub allowed_lateness: i64,
+    /// Whether late rows go to output port [`LATE_PORT`] (as input rows); otherwise they are
+    /// only counted.
+    pub late_output: bool,
+    /// Emit the current values of open windows at most this often (processing time) while
+    /// rows arrive; later emissions of a window replace earlier ones.
+    pub early_fire: Option<Duration>,
+}
+
+/// Makes window aggregate subtasks.
+#[derive(Debug)]
+pub struct WindowAggregateFactory(pub WindowAggregateConfig);
+
+impl OperatorFactory for WindowAggregateFactory {
+    fn create(&self, _subtask: usize, _parallelism: usize) -> Result<Box<dyn Operator>> {
+        Ok(Box::new(WindowAggregate::new(self.0.clone())?))
+    }
+}
+
+#[derive(Debug)]
+enum State {
+    Panes(Panes),
+    Sessions(Sessions),
+}
+
+/// One subtask of a window aggregate.
+#[derive(Debug)]
+pub struct WindowAggregate {
+    config: WindowAggregateConfig,
+    aggs: Aggregates,
+    state: State,
+    watermark: Option<i64>,
+    last_early: Instant,
+    metrics: Option<Arc<OperatorMetrics>>,
+    context: String,
+}
+
+/// Event times of a column as epoch milliseconds (nulls kept).
+pub fn event_times(column: &ArrayRef) -> Result<PrimitiveArray<TimestampMillisecondType>> {
+    let ms = match column.data_type() {
+        DataType::Timestamp(TimeUnit::Millisecond, _) => Arc::clone(column),
+        DataType::Timestamp(_, _) | DataType::Int64 | DataType::Date32 | DataType::Date64 => {
+            cast(column, &DataType::Timestamp(TimeUnit::Millisecond, None))?
+        }
+        other => {
+            return Err(Error::plan(format!(
+                "an event-time column must be a timestamp or BIGINT milliseconds, not {other}"
+            )));
+        }
+    };
+    Ok(TimestampMillisecondArray::new(
+        ms.as_primitive::<TimestampMillisecondType>()
+            .values()
+            .clone(),
+        ms.nulls().cloned(),
+    ))
+}
+
+impl WindowAggregate {
+    /// A subtask with empty state.
+    pub fn new(config: WindowAggregateConfig) -> Result<Self> {
+        config
+            .spec
+            .validate()
+            .map_err(|e| Error::plan(e.to_string()))?;
+        let aggs = Aggregates {
+            keys: config.keys.clone(),
+            key_schema: Arc::clone(&config.key_schema),
+            specs: config.aggregates.clone(),
+        };
+        let state = match config.spec {
+            WindowSpec::Session { gap } => State::Sessions(Sessions::new(gap, &aggs)?),
+            spec => State::Panes(Panes::new(spec)),
+        };
+        Ok(WindowAggregate {
+            config,
+            aggs,
+            state,
+            watermark: None,
+            last_early: Instant::now(),
+            metrics: None,
+            context: "window aggregate".into(),
+        })
+    }
+
+    /// Every window ending at or before this has fired (or may fire now).
+    fn horizon(&self, watermark: i64) -> i64 {
+        watermark
+            .saturating_add(1)
+            .saturating_sub(self.config.allowed_lateness)
+    }
+
+    fn late_mask(&self, ts: &TimestampMillisecondArray) -> Option<BooleanArray> {
+        let horizon = self.watermark.map(|wm| self.horizon(wm));
+        if horizon.is_none() && ts.null_count() == 0 {
+            return None;
+        }
+        let late: BooleanArray = (0..ts.len())
+            .map(|i| {
+                Some(
+                    ts.is_null(i)
+                        || horizon.is_some_and(|h| {
+                            let t = ts.value(i);
+                            match &self.state {
+                                State::Panes(p) => p.is_late(t, h),
+                                State::Sessions(s) => s.is_late(t, h),
+                            }
+                        }),
+                )
+            })
+            .collect();
+        (late.true_count() > 0).then_some(late)
+    }
+
+    fn emit(&self, fired: Vec<Fired>, out: &mut Output) -> Result<()> {
+        let tz = match self
+            .config
+            .output_schema
+            .fields()
+            .first()
+            .map(|f| f.data_type())
+        {
+            Some(DataType::Timestamp(_, tz)) => tz.clone(),
+            _ => None,
+        };
+        for f in fired {
+            let (starts, ends): (Vec<i64>, Vec<i64>) = match f.bounds {
+                Bounds::One(w) => (vec![w.start; f.rows], vec![w.end; f.rows]),
+                Bounds::PerRow(s, e) => (s, e),
+            };
+            let times: Vec<i64> = ends.iter().map(|e| e - 1).collect();
+            let ts = |v: Vec<i64>| -> ArrayRef {
+                Arc::new(TimestampMillisecondArray::from(v).with_timezone_opt(tz.clone()))
+            };
+            let mut columns = vec![ts(starts), ts(ends), ts(times)];
+            columns.extend(f.keys);
+            columns.extend(f.values);
+            let batch = RecordBatch::try_new(Arc::clone(&self.config.output_schema), columns)
+                .map_err(|e| {
+                    Error::Internal(format!("{}: window output does not fit: {e}", self.context))
+                })?;
+            out.emit(batch);
+        }
+        Ok(())
+    }
+}
+
+impl Operator for WindowAggregate {
+    fn start(&mut self, ctx: &OperatorContext) -> Result<()> {
+        self.metrics = Some(Arc::clone(&ctx.metrics));
+        self.context = ctx.describe();
+        Ok(())
+    }
+
+    fn process_batch(&mut self, _input: usize, batch: RecordBatch, out: &mut Output) -> Result<()> {
+        let column = batch.column(self.config.time_column);
+        let mut ts = event_times(column)?;
+        let mut batch = batch;
+        if let Some(late) = self.late_mask(&ts) {
+            let late_rows = filter_record_batch(&batch, &late)?;
+            if let Some(m) = &self.metrics {
+                m.late(late_rows.num_rows());
+            }
+            if self.config.late_output {
+                out.emit_to(LATE_PORT, late_rows);
+            }
+            let keep = datafusion::arrow::compute::not(&late)?;
+            batch = filter_record_batch(&batch, &keep)?;
+            ts = filter(&ts, &keep)?
+                .as_primitive::<TimestampMillisecondType>()
+                .clone();
+        }
+        if batch.num_rows() > 0 {
+            let inputs: Inputs = self.aggs.inputs(&batch)?;
+            match &mut self.state {
+                State::Panes(p) => p.add(ts.values(), inputs, &self.aggs)?,
+                State::Sessions(s) => s.add(ts.values(), inputs)?,
+            }
+        }
+        if let Some(every) = self.config.early_fire
+            && self.last_early.elapsed() >= every
+        {
+            self.last_early = Instant::now();
+            if let State::Panes(p) = &mut self.state {
+                let current = p.peek(&self.aggs)?;
+                self.emit(current, out)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn process_watermark(&mut self, watermark: i64, out: &mut Output) -> Result<()> {
+        if self.watermark.is_some_and(|w| w >= watermark) {
+            return Ok(());
+        }
+        self.watermark = Some(watermark);
+        let horizon = self.horizon(watermark);
+        let fired = match &mut self.state {
+            State::Panes(p) => p.fire(horizon, &self.aggs)?,
+            State::Sessions(s) => s.fire(horizon, &self.aggs)?.into_iter().collect(),
+        };
+        self.emit(fired, out)
+    }
+
+    fn close(&mut self, out: &mut Output) -> Result<()> {
+        // A bounded input ends with the final watermark, which fired everything; this covers
+        // inputs that ended without one.
+        self.process_watermark(i64::MAX, out)
+    }
+}

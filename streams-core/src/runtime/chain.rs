@@ -1,0 +1,229 @@
+//! The operators of one task, called in turn: a chained node receives its upstream's main
+//! output by function call; everything else leaves through edges. Data emitted while handling
+//! a watermark, barrier or end of input reaches downstream before that control message.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use datafusion::arrow::record_batch::RecordBatch;
+use tokio_util::sync::CancellationToken;
+
+use super::exchange::EdgeOut;
+use crate::Result;
+use crate::message::{Barrier, Message, Watermark};
+use crate::metrics::OperatorMetrics;
+use crate::operator::{Operator, OperatorContext, Output};
+use crate::sink::{Sink, SinkContext};
+
+#[derive(Debug)]
+pub(crate) enum Work {
+    /// A source node's place in its own task: rows pass through unchanged.
+    Pass,
+    Operator(Box<dyn Operator>),
+    Sink(Box<dyn Sink>),
+}
+
+/// One node of a chain, in one subtask.
+#[derive(Debug)]
+pub(crate) struct Member {
+    pub(crate) work: Work,
+    pub(crate) context: OperatorContext,
+    pub(crate) sink_schema: Option<datafusion::arrow::datatypes::SchemaRef>,
+}
+
+/// Where a member's output goes. Kept apart from the members so that sending (which waits)
+/// borrows no operator: operators are `Send` but not `Sync`.
+#[derive(Debug)]
+pub(crate) struct Routing {
+    pub(crate) outs: Vec<EdgeOut>,
+    /// Whether the next member of the chain takes this one's main output.
+    pub(crate) chained_next: bool,
+    pub(crate) metrics: Arc<OperatorMetrics>,
+}
+
+/// A chain of members run by one task.
+#[derive(Debug)]
+pub(crate) struct Chain {
+    pub(crate) members: Vec<Member>,
+    pub(crate) routing: Vec<Routing>,
+    pub(crate) cancel: CancellationToken,
+}
+
+impl Chain {
+    pub(crate) async fn start(&mut self) -> Result<()> {
+        for m in &mut self.members {
+            let ctx = &m.context;
+            match &mut m.work {
+                Work::Pass => {}
+                Work::Operator(op) => op.start(ctx).map_err(|e| e.context(ctx.describe()))?,
+                Work::Sink(sink) => {
+                    let sctx = SinkContext {
+                        node: ctx.node,
+                        subtask: ctx.subtask,
+                        parallelism: ctx.parallelism,
+                        schema: m.sink_schema.clone().unwrap_or_else(|| {
+                            Arc::new(datafusion::arrow::datatypes::Schema::empty())
+                        }),
+                    };
+                    sink.start(&sctx)
+                        .await
+                        .map_err(|e| e.context(ctx.describe()))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs `batches` through members `first..`; `input` is the input index at `first`.
+    pub(crate) async fn run_from(
+        &mut self,
+        first: usize,
+        input: usize,
+        mut batches: Vec<RecordBatch>,
+    ) -> Result<()> {
+        let mut k = first;
+        let mut input = input;
+        while k < self.members.len() && !batches.is_empty() {
+            let m = &mut self.members[k];
+            let mut out = Output::new();
+            match &mut m.work {
+                Work::Pass => {
+                    for b in batches.drain(..) {
+                        m.context.metrics.batch_in(b.num_rows());
+                        out.emit(b);
+                    }
+                }
+                Work::Operator(op) => {
+                    let started = Instant::now();
+                    for b in batches.drain(..) {
+                        m.context.metrics.batch_in(b.num_rows());
+                        op.process_batch(input, b, &mut out)
+                            .map_err(|e| e.context(m.context.describe()))?;
+                    }
+                    m.context.metrics.busy(started.elapsed());
+                }
+                Work::Sink(sink) => {
+                    for b in batches.drain(..) {
+                        m.context.metrics.batch_in(b.num_rows());
+                        sink.write(b)
+                            .await
+                            .map_err(|e| e.context(m.context.describe()))?;
+                    }
+                    return Ok(());
+                }
+            }
+            batches = self.route(k, out).await?;
+            k += 1;
+            input = 0;
+        }
+        Ok(())
+    }
+
+    /// Sends member `k`'s output along its edges; returns the main output when the next member
+    /// is chained to it.
+    async fn route(&mut self, k: usize, mut out: Output) -> Result<Vec<RecordBatch>> {
+        let m = &self.routing[k];
+        let mut next = Vec::new();
+        for port in 0..out.ports() {
+            for b in out.take(port) {
+                m.metrics.batch_out(b.num_rows());
+                if port == 0 && m.chained_next {
+                    next.push(b);
+                    continue;
+                }
+                let targets: Vec<usize> = (0..m.outs.len())
+                    .filter(|&i| m.outs[i].port == port)
+                    .collect();
+                for &i in &targets {
+                    m.outs[i].send_batch(b.clone(), &self.cancel).await?;
+                }
+            }
+        }
+        Ok(next)
+    }
+
+    async fn broadcast(&mut self, k: usize, msg: &Message) -> Result<()> {
+        for e in &self.routing[k].outs {
+            e.send_control(msg, &self.cancel).await?;
+        }
+        Ok(())
+    }
+
+    /// Event time advanced to `wm` on every input of the chain.
+    pub(crate) async fn watermark(&mut self, wm: i64) -> Result<()> {
+        for k in 0..self.members.len() {
+            let m = &mut self.members[k];
+            m.context.metrics.set_watermark(wm);
+            let mut out = Output::new();
+            match &mut m.work {
+                Work::Pass => {}
+                Work::Operator(op) => {
+                    let started = Instant::now();
+                    op.process_watermark(wm, &mut out)
+                        .map_err(|e| e.context(m.context.describe()))?;
+                    m.context.metrics.busy(started.elapsed());
+                }
+                Work::Sink(sink) => sink
+                    .watermark(wm)
+                    .await
+                    .map_err(|e| e.context(m.context.describe()))?,
+            }
+            let next = self.route(k, out).await?;
+            self.run_from(k + 1, 0, next).await?;
+            self.broadcast(k, &Message::Watermark(Watermark::EventTime(wm)))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Every input of the chain is idle.
+    pub(crate) async fn idle(&mut self) -> Result<()> {
+        for k in 0..self.members.len() {
+            self.broadcast(k, &Message::Watermark(Watermark::Idle))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Every input delivered `barrier`: snapshot each member and pass the barrier on.
+    pub(crate) async fn barrier(&mut self, barrier: Barrier) -> Result<()> {
+        for k in 0..self.members.len() {
+            let m = &mut self.members[k];
+            match &mut m.work {
+                Work::Pass => {}
+                Work::Operator(op) => op
+                    .checkpoint(&barrier)
+                    .map_err(|e| e.context(m.context.describe()))?,
+                Work::Sink(sink) => sink
+                    .pre_commit(barrier.id)
+                    .await
+                    .map_err(|e| e.context(m.context.describe()))?,
+            }
+            self.broadcast(k, &Message::Barrier(barrier)).await?;
+        }
+        Ok(())
+    }
+
+    /// Every input ended: close each member in order, flushing what it emits, then end every
+    /// outgoing edge.
+    pub(crate) async fn finish(&mut self) -> Result<()> {
+        for k in 0..self.members.len() {
+            let m = &mut self.members[k];
+            let mut out = Output::new();
+            match &mut m.work {
+                Work::Pass => {}
+                Work::Operator(op) => op
+                    .close(&mut out)
+                    .map_err(|e| e.context(m.context.describe()))?,
+                Work::Sink(sink) => sink
+                    .close()
+                    .await
+                    .map_err(|e| e.context(m.context.describe()))?,
+            }
+            let next = self.route(k, out).await?;
+            self.run_from(k + 1, 0, next).await?;
+            self.broadcast(k, &Message::End).await?;
+        }
+        Ok(())
+    }
+}

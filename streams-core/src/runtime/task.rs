@@ -1,0 +1,269 @@
+//! The two kinds of task: one that reads channels (an operator chain, maybe ending in a sink)
+//! and one that drives a source (generating its watermarks per split).
+
+use std::future::poll_fn;
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc::Receiver;
+
+use super::WatermarkSpec;
+use super::chain::Chain;
+use crate::checkpoint::{Alignment, BarrierAligner};
+use crate::message::{Barrier, Message, Watermark};
+use crate::ops::window::event_times;
+use crate::source::{Source, SourceContext, SourceEvent};
+use crate::time::{BoundedOutOfOrderness, WatermarkTracker};
+use crate::{Error, Result};
+
+/// One input channel of a task.
+#[derive(Debug)]
+pub(crate) struct InputChannel {
+    /// The input index the head operator sees (the edge's position among its inputs).
+    pub(crate) input: usize,
+    pub(crate) rx: Receiver<Message>,
+}
+
+/// A task reading channels.
+#[derive(Debug)]
+pub(crate) struct ChainTask {
+    pub(crate) inputs: Vec<InputChannel>,
+    pub(crate) chain: Chain,
+}
+
+impl ChainTask {
+    pub(crate) async fn run(mut self) -> Result<()> {
+        self.chain.start().await?;
+        let n = self.inputs.len();
+        let mut ended = vec![false; n];
+        let mut tracker = WatermarkTracker::new(n);
+        let mut aligner = BarrierAligner::new(n);
+        let mut idle_sent = false;
+        let mut next = 0usize;
+        let cancel = self.chain.cancel.clone();
+        loop {
+            let polled = poll_fn(|cx| {
+                let mut open = false;
+                for off in 0..n {
+                    let i = (next + off) % n;
+                    if ended[i] || aligner.is_blocked(i) {
+                        open |= !ended[i];
+                        continue;
+                    }
+                    open = true;
+                    match self.inputs[i].rx.poll_recv(cx) {
+                        Poll::Ready(Some(m)) => {
+                            next = i + 1;
+                            return Poll::Ready(Some((i, m)));
+                        }
+                        // The sender vanished without End: its task failed or was cancelled.
+                        Poll::Ready(None) => return Poll::Ready(Some((i, Message::End))),
+                        Poll::Pending => {}
+                    }
+                }
+                if open {
+                    Poll::Pending
+                } else {
+                    Poll::Ready(None)
+                }
+            });
+            let (i, msg) = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return Err(Error::Cancelled),
+                m = polled => match m {
+                    Some(m) => m,
+                    None => break,
+                },
+            };
+            match msg {
+                Message::Data(batch) => {
+                    let input = self.inputs[i].input;
+                    self.chain.run_from(0, input, vec![batch]).await?;
+                }
+                Message::Watermark(Watermark::EventTime(t)) => {
+                    if let Some(wm) = tracker.update(i, t) {
+                        idle_sent = false;
+                        self.chain.watermark(wm).await?;
+                    }
+                }
+                Message::Watermark(Watermark::Idle) => {
+                    if let Some(wm) = tracker.set_idle(i, true) {
+                        self.chain.watermark(wm).await?;
+                    }
+                    if tracker.all_idle() && !idle_sent && ended.iter().any(|e| !e) {
+                        idle_sent = true;
+                        self.chain.idle().await?;
+                    }
+                }
+                Message::Barrier(b) => match aligner.on_barrier(i, b.id) {
+                    Alignment::Aligned(id) => self.chain.barrier(Barrier { id, ..b }).await?,
+                    Alignment::Block | Alignment::Ignore => {}
+                },
+                Message::End => {
+                    ended[i] = true;
+                    if let Some(Alignment::Aligned(id)) = aligner.on_end(i) {
+                        let b = Barrier {
+                            id,
+                            then_stop: false,
+                        };
+                        self.chain.barrier(b).await?;
+                    }
+                    if let Some(wm) = tracker.set_idle(i, true) {
+                        self.chain.watermark(wm).await?;
+                    }
+                }
+            }
+        }
+        self.chain.finish().await
+    }
+}
+
+#[derive(Debug)]
+struct Split {
+    generator: BoundedOutOfOrderness,
+    declared: Option<i64>,
+    last_active: Instant,
+    idle: bool,
+    ended: bool,
+}
+
+impl Split {
+    fn watermark(&self) -> Option<i64> {
+        match (self.generator.watermark(), self.declared) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+/// A task driving a source subtask.
+#[derive(Debug)]
+pub(crate) struct SourceTask {
+    pub(crate) source: Box<dyn Source>,
+    pub(crate) context: SourceContext,
+    pub(crate) watermark: WatermarkSpec,
+    pub(crate) chain: Chain,
+}
+
+impl SourceTask {
+    pub(crate) async fn run(mut self) -> Result<()> {
+        let describe = format!(
+            "source [{}] subtask {}",
+            self.context.node, self.context.subtask
+        );
+        self.source
+            .start(&self.context)
+            .await
+            .map_err(|e| e.context(&describe))?;
+        self.chain.start().await?;
+        let now = Instant::now();
+        let delay = self.watermark.out_of_orderness.as_millis() as i64;
+        let mut splits: Vec<Split> = (0..self.source.splits())
+            .map(|_| Split {
+                generator: BoundedOutOfOrderness::new(delay),
+                declared: None,
+                last_active: now,
+                idle: false,
+                ended: false,
+            })
+            .collect();
+        let mut tracker = WatermarkTracker::new(splits.len());
+        let mut emitted: Option<i64> = None;
+        let mut idle_sent = false;
+        let period = match (self.watermark.interval, self.watermark.idle_timeout) {
+            (i, _) if !i.is_zero() => i,
+            (_, Some(t)) => (t / 4).max(Duration::from_millis(1)),
+            _ => Duration::from_secs(3600),
+        };
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let cancel = self.chain.cancel.clone();
+        let every_batch = self.watermark.interval.is_zero();
+        loop {
+            let advance;
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return Err(Error::Cancelled),
+                _ = tick.tick() => {
+                    if let Some(timeout) = self.watermark.idle_timeout {
+                        for (i, s) in splits.iter_mut().enumerate() {
+                            if !s.ended && !s.idle && s.last_active.elapsed() >= timeout {
+                                s.idle = true;
+                                tracker.set_idle(i, true);
+                            }
+                        }
+                    }
+                    advance = true;
+                }
+                event = self.source.next() => {
+                    match event.map_err(|e| e.context(&describe))? {
+                        SourceEvent::Batch { split, batch } => {
+                            let s = splits.get_mut(split).ok_or_else(|| {
+                                Error::Internal(format!("{describe}: split {split} out of range"))
+                            })?;
+                            if let Some(col) = self.watermark.time_column
+                                && batch.num_rows() > 0
+                            {
+                                let ts = event_times(batch.column(col))?;
+                                if let Some(max) = datafusion::arrow::compute::max(&ts) {
+                                    s.generator.observe(max);
+                                }
+                            }
+                            s.last_active = Instant::now();
+                            if s.idle {
+                                s.idle = false;
+                                idle_sent = false;
+                            }
+                            if let Some(wm) = s.watermark() {
+                                tracker.update(split, wm);
+                            }
+                            self.chain.run_from(0, 0, vec![batch]).await?;
+                            advance = every_batch;
+                        }
+                        SourceEvent::Watermark { split, time } => {
+                            if let Some(s) = splits.get_mut(split) {
+                                s.declared = Some(s.declared.map_or(time, |d| d.max(time)));
+                                s.last_active = Instant::now();
+                                s.idle = false;
+                                if let Some(wm) = s.watermark() {
+                                    tracker.update(split, wm);
+                                }
+                            }
+                            advance = true;
+                        }
+                        SourceEvent::SplitEnd(split) => {
+                            if let Some(s) = splits.get_mut(split) {
+                                s.ended = true;
+                                tracker.set_idle(split, true);
+                            }
+                            advance = true;
+                        }
+                        SourceEvent::End => break,
+                    }
+                }
+            }
+            if advance {
+                if let Some(wm) = tracker.current()
+                    && emitted.is_none_or(|e| wm > e)
+                {
+                    emitted = Some(wm);
+                    self.chain.watermark(wm).await?;
+                }
+                let all_quiet = splits.iter().all(|s| s.idle || s.ended);
+                if all_quiet && !idle_sent && splits.iter().any(|s| !s.ended) {
+                    idle_sent = true;
+                    self.chain.idle().await?;
+                }
+            }
+        }
+        // A bounded source ends: every window downstream may fire.
+        if emitted.is_none_or(|e| e < i64::MAX) {
+            self.chain.watermark(i64::MAX).await?;
+        }
+        self.source
+            .close()
+            .await
+            .map_err(|e| e.context(&describe))?;
+        self.chain.finish().await
+    }
+}
