@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod operator;
 pub mod ops;
 pub mod partition;
+pub mod plan;
 pub mod runtime;
 pub mod sink;
 pub mod source;

@@ -35,6 +35,8 @@ pub enum Partitioning {
     Hash(Vec<String>),
     /// Every row to every subtask.
     Broadcast,
+    /// Batches spread round robin (between nodes of different parallelism).
+    Rebalance,
 }
 
 /// An operator node.
@@ -266,6 +268,7 @@ impl Topology {
                         Partitioning::Forward => "forward".to_string(),
                         Partitioning::Hash(keys) => format!("hash({})", keys.join(", ")),
                         Partitioning::Broadcast => "broadcast".to_string(),
+                        Partitioning::Rebalance => "rebalance".to_string(),
                     };
                     let side = if e.port > 0 {
                         format!(" side output {} of [{}]", e.port, n.0)

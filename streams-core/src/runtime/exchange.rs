@@ -2,6 +2,7 @@
 //! key to the subtask owning its key group), or to every subtask (broadcast).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use datafusion::arrow::array::UInt32Array;
 use datafusion::arrow::compute::take_record_batch;
@@ -32,6 +33,11 @@ pub(crate) enum Route {
     },
     /// To every downstream subtask.
     Broadcast(Vec<Sender<Message>>),
+    /// Each batch to the next downstream subtask in turn.
+    Rebalance {
+        senders: Vec<Sender<Message>>,
+        next: AtomicUsize,
+    },
 }
 
 /// One outgoing edge: which output port feeds it and where it goes.
@@ -55,7 +61,9 @@ impl EdgeOut {
     fn senders(&self) -> &[Sender<Message>] {
         match &self.route {
             Route::Forward(tx) => std::slice::from_ref(tx),
-            Route::Hash { senders, .. } | Route::Broadcast(senders) => senders,
+            Route::Hash { senders, .. }
+            | Route::Broadcast(senders)
+            | Route::Rebalance { senders, .. } => senders,
         }
     }
 
@@ -67,6 +75,13 @@ impl EdgeOut {
     ) -> Result<usize> {
         match &self.route {
             Route::Forward(tx) => send(tx, Message::Data(batch), cancel).await.map(|_| 1),
+            Route::Rebalance { senders, next } => {
+                let i = next.fetch_add(1, Ordering::Relaxed) % senders.len().max(1);
+                match senders.get(i) {
+                    Some(tx) => send(tx, Message::Data(batch), cancel).await.map(|_| 1),
+                    None => Ok(0),
+                }
+            }
             Route::Broadcast(txs) => {
                 for tx in txs {
                     send(tx, Message::Data(batch.clone()), cancel).await?;

@@ -84,6 +84,8 @@ pub enum Exchange {
     Hash(Vec<Arc<dyn PhysicalExpr>>),
     /// To every subtask.
     Broadcast,
+    /// Round robin over the downstream subtasks (between different parallelisms).
+    Rebalance,
 }
 
 /// A runnable job: the topology and, for each node and edge, what it runs.
@@ -161,6 +163,7 @@ impl JobGraph {
                 Partitioning::Hash(keys.iter().map(|k| k.to_string()).collect())
             }
             Exchange::Broadcast => Partitioning::Broadcast,
+            Exchange::Rebalance => Partitioning::Rebalance,
         };
         self.topology.connect_port(from, port, to, partitioning);
         self.exchanges.push(exchange);
@@ -324,6 +327,10 @@ pub fn launch(graph: JobGraph, config: &RuntimeConfig) -> Result<JobHandle> {
                             max_parallelism: config.max_parallelism,
                         },
                         Exchange::Broadcast => Route::Broadcast(txs),
+                        Exchange::Rebalance => Route::Rebalance {
+                            senders: txs,
+                            next: std::sync::atomic::AtomicUsize::new(subtask),
+                        },
                     };
                     outs.push(EdgeOut {
                         port: edge.port,

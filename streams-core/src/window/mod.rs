@@ -32,7 +32,7 @@ impl Window {
 }
 
 /// A window kind with its sizes, in milliseconds. All sizes are positive.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Hash)]
 pub enum WindowSpec {
     /// Fixed, non-overlapping windows of `size`, shifted by `offset` from the epoch.
     Tumble {

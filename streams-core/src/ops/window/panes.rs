@@ -199,21 +199,20 @@ impl Panes {
             .range(window.start..window.end)
             .map(|(&s, _)| s)
             .collect();
-        if let ([only], Some(h)) = (covered.as_slice(), horizon) {
-            let last_use = self.last_end(*only) <= h;
-            if let Some(p) = self.panes.get_mut(only)
-                && last_use
-                && p.chunks.is_empty()
-                && let Some(mut live) = p.live.take()
-            {
-                let (keys, values, rows) = live.evaluate()?;
-                return Ok(Fired {
-                    bounds: Bounds::One(window),
-                    keys,
-                    values,
-                    rows,
-                });
-            }
+        // The window is the last user of its only pane (always so for TUMBLE).
+        if let ([only], Some(_)) = (covered.as_slice(), horizon)
+            && self.last_end(*only) == window.end
+            && let Some(p) = self.panes.get_mut(only)
+            && p.chunks.is_empty()
+            && let Some(mut live) = p.live.take()
+        {
+            let (keys, values, rows) = live.evaluate()?;
+            return Ok(Fired {
+                bounds: Bounds::One(window),
+                keys,
+                values,
+                rows,
+            });
         }
         let mut table = GroupTable::new(aggs)?;
         for start in covered.drain(..) {

@@ -183,6 +183,20 @@ impl Sessions {
         if self.min_end > horizon || self.slots == 0 {
             return Ok(None);
         }
+        // `min_end` is only a lower bound (merges move ends): look before renumbering slots.
+        let any_ready = self
+            .open
+            .iter()
+            .any(|sessions| sessions.first().is_some_and(|s| s.window.end <= horizon));
+        if !any_ready {
+            self.min_end = self
+                .open
+                .iter()
+                .filter_map(|sessions| sessions.first().map(|s| s.window.end))
+                .min()
+                .unwrap_or(i64::MAX);
+            return Ok(None);
+        }
         let n = self.slots;
         let mut ready = vec![false; n];
         let mut out_group = vec![0usize; n];
@@ -212,9 +226,6 @@ impl Sessions {
             }
         }
         self.min_end = min_end;
-        if starts.is_empty() {
-            return Ok(None);
-        }
         // Split every slot's partial state into the firing part and the staying part.
         let ready = BooleanArray::from(ready);
         let open = datafusion::arrow::compute::not(&ready)?;

@@ -1,0 +1,184 @@
+//! Building a streaming logical plan from Rust (what the DSL and the tests use).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use datafusion::arrow::datatypes::{DataType, Field, TimeUnit};
+use datafusion::common::{DFSchema, TableReference};
+use datafusion::logical_expr::utils::exprlist_to_fields;
+use datafusion::logical_expr::{Expr, Extension, LogicalPlan, LogicalPlanBuilder};
+
+use super::nodes::{
+    SinkNode, SinkRef, SourceRef, StreamScan, WatermarkNode, WindowAggregateNode, WindowOptions,
+};
+use crate::sink::SinkFactory;
+use crate::source::SourceFactory;
+use crate::window::WindowSpec;
+use crate::{Error, Result};
+
+/// A streaming plan under construction.
+#[derive(Clone, Debug)]
+pub struct StreamPlanBuilder {
+    plan: LogicalPlan,
+}
+
+fn ext(node: impl datafusion::logical_expr::UserDefinedLogicalNode + 'static) -> LogicalPlan {
+    LogicalPlan::Extension(Extension {
+        node: Arc::new(node),
+    })
+}
+
+impl StreamPlanBuilder {
+    /// Reads table `name` from `source`.
+    pub fn scan(name: &str, source: Arc<dyn SourceFactory>) -> Result<Self> {
+        let schema = DFSchema::try_from_qualified_schema(
+            TableReference::bare(name),
+            source.schema().as_ref(),
+        )?;
+        Ok(StreamPlanBuilder {
+            plan: ext(StreamScan {
+                name: name.to_string(),
+                source: SourceRef(source),
+                schema: Arc::new(schema),
+            }),
+        })
+    }
+
+    /// Continues from an existing plan.
+    pub fn from_plan(plan: LogicalPlan) -> Self {
+        StreamPlanBuilder { plan }
+    }
+
+    /// Declares `column` the event time, with watermarks trailing the largest time seen by
+    /// `out_of_orderness`; a split quiet for `idle_timeout` stops holding them back.
+    pub fn watermark(
+        self,
+        column: &str,
+        out_of_orderness: Duration,
+        idle_timeout: Option<Duration>,
+    ) -> Result<Self> {
+        let field = self
+            .plan
+            .schema()
+            .field_with_unqualified_name(column)
+            .map_err(|_| {
+                Error::plan(format!(
+                    "watermark column `{column}` is not a column of the input"
+                ))
+            })?;
+        time_type(column, field.data_type())?;
+        Ok(StreamPlanBuilder {
+            plan: ext(WatermarkNode {
+                input: self.plan,
+                column: column.to_string(),
+                out_of_orderness,
+                idle_timeout,
+            }),
+        })
+    }
+
+    /// Keeps rows where `predicate` holds.
+    pub fn filter(self, predicate: Expr) -> Result<Self> {
+        Ok(StreamPlanBuilder {
+            plan: LogicalPlanBuilder::from(self.plan)
+                .filter(predicate)?
+                .build()?,
+        })
+    }
+
+    /// Computes these columns.
+    pub fn project(self, exprs: Vec<Expr>) -> Result<Self> {
+        Ok(StreamPlanBuilder {
+            plan: LogicalPlanBuilder::from(self.plan)
+                .project(exprs)?
+                .build()?,
+        })
+    }
+
+    /// `UNION ALL` with another stream of the same columns.
+    pub fn union(self, other: StreamPlanBuilder) -> Result<Self> {
+        Ok(StreamPlanBuilder {
+            plan: LogicalPlanBuilder::from(self.plan)
+                .union(other.plan)?
+                .build()?,
+        })
+    }
+
+    /// Aggregates per window and key. Output: `window_start`, `window_end`, `window_time`, the
+    /// keys, the aggregates.
+    pub fn window_aggregate(
+        self,
+        window: WindowSpec,
+        time_column: &str,
+        group_expr: Vec<Expr>,
+        aggr_expr: Vec<Expr>,
+        options: WindowOptions,
+    ) -> Result<Self> {
+        window.validate().map_err(|e| Error::plan(e.to_string()))?;
+        if options.early_fire.is_some() && matches!(window, WindowSpec::Session { .. }) {
+            return Err(Error::plan(
+                "early firing is not available for SESSION windows (their bounds move until \
+                 they close)",
+            ));
+        }
+        let input_schema = self.plan.schema();
+        let field = input_schema
+            .field_with_unqualified_name(time_column)
+            .map_err(|_| {
+                Error::plan(format!(
+                    "window time column `{time_column}` is not a column of the input"
+                ))
+            })?;
+        let tz = time_type(time_column, field.data_type())?;
+        let ts = DataType::Timestamp(TimeUnit::Millisecond, tz);
+        let mut fields: Vec<(Option<TableReference>, Arc<Field>)> =
+            ["window_start", "window_end", "window_time"]
+                .iter()
+                .map(|n| (None, Arc::new(Field::new(*n, ts.clone(), false))))
+                .collect();
+        fields.extend(exprlist_to_fields(&group_expr, &self.plan)?);
+        fields.extend(exprlist_to_fields(&aggr_expr, &self.plan)?);
+        let schema = DFSchema::new_with_metadata(fields, Default::default())?;
+        Ok(StreamPlanBuilder {
+            plan: ext(WindowAggregateNode {
+                input: self.plan,
+                window,
+                time_column: time_column.to_string(),
+                group_expr,
+                aggr_expr,
+                options,
+                schema: Arc::new(schema),
+            }),
+        })
+    }
+
+    /// Writes the stream to `sink` (named `name` in plans); the result is a complete job plan.
+    pub fn sink(self, name: &str, sink: Arc<dyn SinkFactory>) -> Result<LogicalPlan> {
+        Ok(ext(SinkNode {
+            input: self.plan,
+            name: name.to_string(),
+            sink: SinkRef(sink),
+        }))
+    }
+
+    /// The plan so far.
+    pub fn plan(&self) -> &LogicalPlan {
+        &self.plan
+    }
+
+    /// The plan so far.
+    pub fn build(self) -> LogicalPlan {
+        self.plan
+    }
+}
+
+/// The time zone of an event-time column, or why it cannot be one.
+fn time_type(column: &str, dt: &DataType) -> Result<Option<Arc<str>>> {
+    match dt {
+        DataType::Timestamp(_, tz) => Ok(tz.clone()),
+        DataType::Int64 | DataType::Date32 | DataType::Date64 => Ok(None),
+        other => Err(Error::plan(format!(
+            "event-time column `{column}` is {other}; it must be a timestamp or BIGINT milliseconds"
+        ))),
+    }
+}

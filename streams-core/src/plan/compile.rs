@@ -1,0 +1,326 @@
+//! From a logical plan to a runnable job graph: each plan node becomes a topology node with a
+//! parallelism, each edge a forward, hash or rebalance exchange; expressions and aggregates
+//! become DataFusion physical expressions bound to their input schemas.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use datafusion::arrow::datatypes::Schema;
+use datafusion::common::config::ConfigOptions;
+use datafusion::execution::context::ExecutionProps;
+use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
+use datafusion::logical_expr::{Expr, LogicalPlan, UserDefinedLogicalNodeCore};
+use datafusion::optimizer::Analyzer;
+use datafusion::physical_expr::aggregate::LoweredAggregateBuilder;
+use datafusion::physical_expr::{PhysicalExpr, create_physical_expr};
+
+use super::nodes::{SinkNode, StreamScan, WatermarkNode, WindowAggregateNode};
+use crate::ops::window::{AggregateSpec, LATE_PORT, WindowAggregateConfig, WindowAggregateFactory};
+use crate::ops::{Cloning, Filter, Projection, Union};
+use crate::runtime::{Exchange, JobGraph, RuntimeConfig, WatermarkSpec};
+use crate::topology::NodeId;
+use crate::{Error, Result};
+
+/// Settings of a job (SQL `SET`, DSL options).
+#[derive(Clone, Debug)]
+pub struct JobConfig {
+    /// Subtasks per keyed operator; sources run at most one subtask per split. Default 1.
+    pub parallelism: usize,
+    /// How often sources emit watermarks; zero: after every batch. Default 200 ms.
+    pub watermark_interval: Duration,
+    /// Channels and key groups.
+    pub runtime: RuntimeConfig,
+}
+
+impl Default for JobConfig {
+    fn default() -> Self {
+        JobConfig {
+            parallelism: 1,
+            watermark_interval: Duration::from_millis(200),
+            runtime: RuntimeConfig::default(),
+        }
+    }
+}
+
+/// A compiled piece of the plan: the node producing it and what is known about it.
+struct Stream {
+    node: NodeId,
+    parallelism: usize,
+    watermarked: bool,
+}
+
+/// Compiles job plans (each ending in a sink) into one graph.
+pub fn compile(plans: &[LogicalPlan], config: &JobConfig) -> Result<JobGraph> {
+    let mut graph = JobGraph::new();
+    for plan in plans {
+        let plan = Analyzer::new().execute_and_check(
+            plan.clone(),
+            &ConfigOptions::default(),
+            |_, _| {},
+        )?;
+        if downcast::<SinkNode>(&plan).is_none() {
+            return Err(Error::plan(
+                "a job must end in a sink (INSERT INTO a table, or a collecting sink)",
+            ));
+        }
+        Compiler {
+            graph: &mut graph,
+            config,
+        }
+        .node(&plan)?;
+    }
+    Ok(graph)
+}
+
+fn downcast<T: 'static>(plan: &LogicalPlan) -> Option<&T> {
+    match plan {
+        LogicalPlan::Extension(e) => e.node.as_any().downcast_ref::<T>(),
+        _ => None,
+    }
+}
+
+fn physical(expr: &Expr, input: &LogicalPlan) -> Result<Arc<dyn PhysicalExpr>> {
+    Ok(create_physical_expr(
+        expr,
+        input.schema(),
+        &ExecutionProps::new(),
+        &PhysicalPlanningContext::default(),
+    )?)
+}
+
+fn explain<T: UserDefinedLogicalNodeCore>(node: &T) -> String {
+    struct Show<'a, T>(&'a T);
+    impl<T: UserDefinedLogicalNodeCore> std::fmt::Display for Show<'_, T> {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            self.0.fmt_for_explain(f)
+        }
+    }
+    Show(node).to_string()
+}
+
+struct Compiler<'a> {
+    graph: &'a mut JobGraph,
+    config: &'a JobConfig,
+}
+
+impl Compiler<'_> {
+    fn forward(&mut self, from: &Stream, to: NodeId) {
+        self.graph.connect(from.node, 0, to, Exchange::Forward);
+    }
+
+    fn node(&mut self, plan: &LogicalPlan) -> Result<Stream> {
+        if let Some(scan) = downcast::<StreamScan>(plan) {
+            return Ok(self.scan(scan, None));
+        }
+        if let Some(wm) = downcast::<WatermarkNode>(plan) {
+            let Some(scan) = downcast::<StreamScan>(&wm.input) else {
+                return Err(Error::plan(format!(
+                    "the watermark on `{}` must be declared on a source table, directly over \
+                     its scan",
+                    wm.column
+                )));
+            };
+            return Ok(self.scan(scan, Some(wm)));
+        }
+        if let Some(w) = downcast::<WindowAggregateNode>(plan) {
+            return self.window(w);
+        }
+        if let Some(s) = downcast::<SinkNode>(plan) {
+            let input = self.node(&s.input)?;
+            let schema = Arc::new(s.input.schema().as_arrow().clone());
+            let node = self.graph.add_sink(
+                "sink",
+                &s.name,
+                Arc::clone(&s.sink.0),
+                schema,
+                input.parallelism,
+            );
+            self.forward(&input, node);
+            return Ok(Stream { node, ..input });
+        }
+        match plan {
+            LogicalPlan::Filter(f) => {
+                let input = self.node(&f.input)?;
+                let predicate = physical(&f.predicate, &f.input)?;
+                let node = self.graph.add_stateless(
+                    "filter",
+                    &f.predicate.to_string(),
+                    Arc::new(Cloning(Filter::new(predicate))),
+                    input.parallelism,
+                );
+                self.forward(&input, node);
+                Ok(Stream { node, ..input })
+            }
+            LogicalPlan::Projection(p) => {
+                let input = self.node(&p.input)?;
+                let exprs = p
+                    .expr
+                    .iter()
+                    .map(|e| physical(e, &p.input))
+                    .collect::<Result<Vec<_>>>()?;
+                let detail = p
+                    .expr
+                    .iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let schema = Arc::new(p.schema.as_arrow().clone());
+                let node = self.graph.add_stateless(
+                    "project",
+                    &detail,
+                    Arc::new(Cloning(Projection::new(exprs, schema))),
+                    input.parallelism,
+                );
+                self.forward(&input, node);
+                Ok(Stream { node, ..input })
+            }
+            LogicalPlan::Union(u) => {
+                let inputs = u
+                    .inputs
+                    .iter()
+                    .map(|i| self.node(i))
+                    .collect::<Result<Vec<_>>>()?;
+                let parallelism = inputs.iter().map(|i| i.parallelism).max().unwrap_or(1);
+                let schema = Arc::new(u.schema.as_arrow().clone());
+                let node = self.graph.add_stateless(
+                    "union",
+                    &format!("{} inputs", inputs.len()),
+                    Arc::new(Cloning(Union::new(schema))),
+                    parallelism,
+                );
+                for i in &inputs {
+                    let exchange = if i.parallelism == parallelism {
+                        Exchange::Forward
+                    } else {
+                        Exchange::Rebalance
+                    };
+                    self.graph.connect(i.node, 0, node, exchange);
+                }
+                Ok(Stream {
+                    node,
+                    parallelism,
+                    watermarked: inputs.iter().all(|i| i.watermarked),
+                })
+            }
+            LogicalPlan::SubqueryAlias(a) => self.node(&a.input),
+            other => Err(Error::plan(format!(
+                "{} is not supported in a streaming job yet",
+                other.display()
+            ))),
+        }
+    }
+
+    fn scan(&mut self, scan: &StreamScan, wm: Option<&WatermarkNode>) -> Stream {
+        let source = &scan.source.0;
+        let parallelism = self.config.parallelism.min(source.splits()).max(1);
+        let mut spec = WatermarkSpec {
+            interval: self.config.watermark_interval,
+            ..WatermarkSpec::default()
+        };
+        let mut detail = scan.name.clone();
+        if let Some(wm) = wm {
+            spec.time_column = scan.schema.index_of_column_by_name(None, &wm.column);
+            spec.out_of_orderness = wm.out_of_orderness;
+            spec.idle_timeout = wm.idle_timeout;
+            detail = format!(
+                "{} (watermark {} - {:?})",
+                scan.name, wm.column, wm.out_of_orderness
+            );
+        }
+        let node = self
+            .graph
+            .add_source("source", &detail, Arc::clone(source), spec, parallelism);
+        Stream {
+            node,
+            parallelism,
+            watermarked: wm.is_some(),
+        }
+    }
+
+    fn window(&mut self, w: &WindowAggregateNode) -> Result<Stream> {
+        let input = self.node(&w.input)?;
+        if !input.watermarked {
+            return Err(Error::plan(format!(
+                "the window on `{}` needs event time: declare a watermark on the source \
+                 (WATERMARK FOR {} AS ...)",
+                w.time_column, w.time_column
+            )));
+        }
+        let in_schema = w.input.schema();
+        let time_column = in_schema
+            .index_of_column_by_name(None, &w.time_column)
+            .ok_or_else(|| {
+                Error::plan(format!(
+                    "window time column `{}` is not a column of the input",
+                    w.time_column
+                ))
+            })?;
+        let keys = w
+            .group_expr
+            .iter()
+            .map(|k| physical(k, &w.input))
+            .collect::<Result<Vec<_>>>()?;
+        let arrow_in = in_schema.as_arrow();
+        let props = ExecutionProps::new();
+        let ctx = PhysicalPlanningContext::default();
+        let mut aggregates = Vec::with_capacity(w.aggr_expr.len());
+        for e in &w.aggr_expr {
+            let lowered =
+                LoweredAggregateBuilder::new(e, in_schema, arrow_in, &props, &ctx).build()?;
+            if !lowered.order_bys.is_empty() {
+                return Err(Error::plan(format!(
+                    "ORDER BY inside the aggregate {e} is not supported in windows yet"
+                )));
+            }
+            aggregates.push(AggregateSpec {
+                expr: lowered.aggregate,
+                filter: lowered.filter,
+            });
+        }
+        let out = Arc::new(w.schema.as_arrow().clone());
+        let key_fields = out.fields()[3..3 + keys.len()].to_vec();
+        let parallelism = if keys.is_empty() {
+            1
+        } else {
+            self.config.parallelism.max(1)
+        };
+        let late_output = w.options.late_sink.is_some();
+        let config = WindowAggregateConfig {
+            spec: w.window,
+            time_column,
+            keys: keys.clone(),
+            key_schema: Arc::new(Schema::new(key_fields)),
+            aggregates,
+            output_schema: out,
+            allowed_lateness: w.options.allowed_lateness.as_millis() as i64,
+            late_output,
+            early_fire: w.options.early_fire,
+        };
+        let detail = explain(w)
+            .trim_start_matches("WindowAggregate: ")
+            .to_string();
+        let node = self.graph.add_stateful(
+            "window aggregate",
+            &detail,
+            Arc::new(WindowAggregateFactory(config)),
+            parallelism,
+        );
+        self.graph
+            .connect(input.node, 0, node, Exchange::Hash(keys));
+        if let Some(sink) = &w.options.late_sink {
+            let late = self.graph.add_sink(
+                "sink",
+                &format!("late rows of [{}]", node.0),
+                Arc::clone(&sink.0),
+                Arc::new(arrow_in.clone()),
+                parallelism,
+            );
+            self.graph.connect(node, LATE_PORT, late, Exchange::Forward);
+        }
+        Ok(Stream {
+            node,
+            parallelism,
+            watermarked: true,
+        })
+    }
+}

@@ -1,0 +1,15 @@
+//! The logical plan: DataFusion's `LogicalPlan` plus streaming extension nodes
+//! ([`StreamScan`], [`WatermarkNode`], [`WindowAggregateNode`], [`SinkNode`]). SQL and the DSL
+//! both produce it; [`StreamPlanBuilder`] builds it from Rust; [`compile`] turns it into a
+//! runnable [`crate::runtime::JobGraph`].
+
+mod builder;
+mod compile;
+mod nodes;
+
+pub use builder::StreamPlanBuilder;
+pub use compile::{JobConfig, compile};
+pub use nodes::{
+    SinkNode, SinkRef, SourceRef, StreamScan, WatermarkNode, WindowAggregateNode, WindowOptions,
+    describe_window,
+};

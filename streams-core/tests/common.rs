@@ -1,0 +1,149 @@
+//! Shared helpers of the engine tests: generated event streams, running a plan to completion,
+//! and running the reference query on DataFusion's batch engine.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use streams_core::arrow::array::{
+    ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray,
+};
+use streams_core::arrow::compute::cast;
+use streams_core::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use streams_core::arrow::util::display::{ArrayFormatter, FormatOptions};
+use streams_core::datafusion::datasource::MemTable;
+use streams_core::datafusion::logical_expr::LogicalPlan;
+use streams_core::datafusion::prelude::SessionContext;
+use streams_core::plan::{JobConfig, compile};
+use streams_core::runtime::launch;
+use streams_core::testing::{CollectSink, MemorySource, Step};
+
+/// One event.
+#[derive(Clone, Copy, Debug)]
+pub struct Event {
+    pub key: u32,
+    pub value: i64,
+    pub ts: i64,
+}
+
+pub fn schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("k", DataType::Utf8, false),
+        Field::new("v", DataType::Int64, false),
+        Field::new(
+            "ts",
+            DataType::Timestamp(TimeUnit::Millisecond, None),
+            false,
+        ),
+    ]))
+}
+
+pub fn batch(events: &[Event]) -> RecordBatch {
+    let k: StringArray = events.iter().map(|e| Some(format!("k{}", e.key))).collect();
+    let v: Int64Array = events.iter().map(|e| e.value).collect();
+    let ts = TimestampMillisecondArray::from(events.iter().map(|e| e.ts).collect::<Vec<_>>());
+    RecordBatch::try_new(schema(), vec![Arc::new(k), Arc::new(v), Arc::new(ts)]).unwrap()
+}
+
+/// `n` events with times rising by `step` ms, each pushed up to `jitter` ms later than its slot
+/// (so a watermark trailing by `jitter` never makes one late), deterministic from `seed`.
+pub fn events(n: usize, keys: u32, step: i64, jitter: i64, seed: u64) -> Vec<Event> {
+    let mut x = seed | 1;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    (0..n)
+        .map(|i| Event {
+            key: (next() % keys as u64) as u32,
+            value: (next() % 1000) as i64,
+            ts: 1_700_000_000_000
+                + i as i64 * step
+                + if jitter > 0 {
+                    (next() % jitter as u64) as i64
+                } else {
+                    0
+                },
+        })
+        .collect()
+}
+
+/// A source with `splits` splits; events dealt to splits in runs of `batch_rows`.
+pub fn source(events: &[Event], splits: usize, batch_rows: usize) -> MemorySource {
+    let mut per: Vec<Vec<Step>> = vec![Vec::new(); splits];
+    for (i, chunk) in events.chunks(batch_rows).enumerate() {
+        per[i % splits].push(Step::Batch(batch(chunk)));
+    }
+    per.into_iter()
+        .fold(MemorySource::new("events", schema()), |s, steps| {
+            s.with_split(steps)
+        })
+}
+
+pub fn config(parallelism: usize) -> JobConfig {
+    JobConfig {
+        parallelism,
+        watermark_interval: Duration::ZERO,
+        ..JobConfig::default()
+    }
+}
+
+/// Compiles and runs `plan` to the end.
+pub async fn run(plan: LogicalPlan, parallelism: usize) -> streams_core::Result<()> {
+    let graph = compile(&[plan], &config(parallelism))?;
+    launch(graph, &config(parallelism).runtime)?.wait().await
+}
+
+/// Rows as sorted text lines, timestamps as epoch milliseconds.
+pub fn lines(batches: &[RecordBatch]) -> Vec<String> {
+    let mut out = Vec::new();
+    for b in batches {
+        let cols: Vec<ArrayRef> = b
+            .columns()
+            .iter()
+            .map(|c| match c.data_type() {
+                DataType::Timestamp(_, _) => cast(c, &DataType::Int64).unwrap(),
+                _ => Arc::clone(c),
+            })
+            .collect();
+        let opts = FormatOptions::default().with_null("NULL");
+        let fmts: Vec<_> = cols
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &opts).unwrap())
+            .collect();
+        for r in 0..b.num_rows() {
+            out.push(
+                fmts.iter()
+                    .map(|f| f.value(r).to_string())
+                    .collect::<Vec<_>>()
+                    .join(" | "),
+            );
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Runs `sql` on DataFusion's batch engine over the events as table `t`, with the event time
+/// also as `tms` (BIGINT ms).
+pub async fn reference(events: &[Event], sql: &str) -> Vec<String> {
+    let b = batch(events);
+    let tms = cast(b.column(2), &DataType::Int64).unwrap();
+    let mut fields = schema().fields().to_vec();
+    fields.push(Arc::new(Field::new("tms", DataType::Int64, false)));
+    let mut cols = b.columns().to_vec();
+    cols.push(tms);
+    let b = RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).unwrap();
+    let ctx = SessionContext::new();
+    let table = MemTable::try_new(b.schema(), vec![vec![b]]).unwrap();
+    ctx.register_table("t", Arc::new(table)).unwrap();
+    let df = ctx.sql(sql).await.unwrap();
+    lines(&df.collect().await.unwrap())
+}
+
+pub fn collect_sink() -> Arc<CollectSink> {
+    Arc::new(CollectSink::new())
+}
