@@ -323,18 +323,16 @@ mod tests {
             t.chains(),
             vec![
                 vec![NodeId(0), NodeId(1), NodeId(2)],
-                vec![NodeId(3)],
-                vec![NodeId(4)]
+                vec![NodeId(3), NodeId(4)]
             ]
         );
         assert_eq!(
             t.render(),
-            "5 nodes in 3 tasks\n\
+            "5 nodes in 2 tasks\n\
              task 0 (parallelism 2):\n  [0] source: queue bids\n  [1] filter: price > 100\n  \
              [2] project: auction, price, date_time\n  --hash(auction)--> task 1 [3]\n\
              task 1 (parallelism 4):\n  [3] window aggregate: TUMBLE(10 s): count(*)\n  \
-             --forward--> task 2 [4]\n\
-             task 2 (parallelism 4):\n  [4] sink: print\n"
+             [4] sink: print\n"
         );
     }
 
@@ -355,8 +353,9 @@ mod tests {
         t.connect(f1, s1, Partitioning::Forward);
         t.connect(f2, s2, Partitioning::Forward);
         t.validate().unwrap();
-        // The union has two inputs, and two outputs: nothing chains to or from it.
-        assert_eq!(t.chains().len(), 7);
+        // The union has two inputs, and two outputs: nothing chains to or from it; each sink
+        // joins its filter's task.
+        assert_eq!(t.chains().len(), 5);
     }
 
     #[test]

@@ -90,8 +90,16 @@ impl WatermarkTracker {
 
     fn recompute(&mut self) -> Option<i64> {
         let mut active = self.inputs.iter().filter(|i| !i.idle).peekable();
-        active.peek()?;
-        // An active input without a watermark yet holds everything back.
+        if active.peek().is_none() {
+            // Everything is idle: nothing holds the watermark back any more, so it may advance
+            // to the furthest any input reached (Flink's watermark valve does the same).
+            let max = self.inputs.iter().filter_map(|i| i.watermark).max()?;
+            if self.current.is_none_or(|c| max > c) {
+                self.current = Some(max);
+                return self.current;
+            }
+            return None;
+        }
         let min = active.map(|i| i.watermark).min()??;
         if self.current.is_none_or(|c| min > c) {
             self.current = Some(min);
@@ -130,9 +138,22 @@ mod tests {
         assert_eq!(t.update(0, 30), None);
         assert_eq!(t.update(1, 40), Some(30));
         assert_eq!(t.set_idle(0, true), Some(40));
-        assert_eq!(t.set_idle(1, true), None, "nothing active: no advance");
+        assert_eq!(
+            t.set_idle(1, true),
+            None,
+            "all idle: the furthest watermark, 40, again"
+        );
         assert!(t.all_idle());
         assert_eq!(t.current(), Some(40));
+        // Inputs that went idle together advance to the furthest one that had a watermark.
+        let mut t = WatermarkTracker::new(2);
+        assert_eq!(t.update(0, 50), None);
+        assert_eq!(
+            t.set_idle(0, true),
+            None,
+            "input 1 is active without a watermark"
+        );
+        assert_eq!(t.set_idle(1, true), Some(50));
     }
 
     #[test]

@@ -1,0 +1,297 @@
+//! Runtime behaviour: late rows, idle splits, backpressure, cancellation, metrics, EXPLAIN.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use streams_core::datafusion::functions_aggregate::expr_fn::{count, sum};
+use streams_core::datafusion::prelude::{col, lit};
+use streams_core::plan::{SinkRef, StreamPlanBuilder, WindowOptions, compile};
+use streams_core::runtime::{Exchange, JobGraph, RuntimeConfig, WatermarkSpec, launch};
+use streams_core::testing::{CollectSink, MemorySource, Step};
+use streams_core::window::WindowSpec;
+use streams_core::{Error, SourceFactory};
+
+const T0: i64 = 1_700_000_000_000;
+
+fn ev(key: u32, value: i64, offset_ms: i64) -> Event {
+    Event {
+        key,
+        value,
+        ts: T0 + offset_ms,
+    }
+}
+
+/// TUMBLE(10 s) count and sum per key over a one-split source, 1 s out of orderness.
+fn tumble_job(
+    steps: Vec<Step>,
+    lateness: Duration,
+    late: Option<Arc<CollectSink>>,
+) -> (
+    streams_core::datafusion::logical_expr::LogicalPlan,
+    Arc<CollectSink>,
+) {
+    let out = collect_sink();
+    let options = WindowOptions {
+        allowed_lateness: lateness,
+        late_sink: late.map(|s| SinkRef(s)),
+        ..WindowOptions::default()
+    };
+    let plan = StreamPlanBuilder::scan(
+        "t",
+        Arc::new(MemorySource::new("t", schema()).with_split(steps)),
+    )
+    .unwrap()
+    .watermark("ts", Duration::from_secs(1), None)
+    .unwrap()
+    .window_aggregate(
+        WindowSpec::Tumble {
+            size: 10_000,
+            offset: 0,
+        },
+        "ts",
+        vec![col("k")],
+        vec![count(lit(1)).alias("n"), sum(col("v")).alias("s")],
+        options,
+    )
+    .unwrap()
+    .sink("out", out.clone())
+    .unwrap();
+    (plan, out)
+}
+
+fn results(sink: &CollectSink) -> Vec<String> {
+    let b: Vec<_> = sink
+        .batches()
+        .iter()
+        .map(|b| b.project(&[0, 3, 4, 5]).unwrap())
+        .collect();
+    lines(&b)
+}
+
+#[tokio::test]
+async fn late_rows_are_counted_routed_and_left_out() {
+    // First batch reaches 29 s: the watermark (28 s) closes [0, 10) and [10, 20).
+    let on_time = batch(&[ev(1, 1, 1_000), ev(1, 2, 12_000), ev(2, 4, 29_000)]);
+    // 5 s and 15 s are late; 25 s is on time.
+    let second = batch(&[ev(1, 100, 5_000), ev(2, 200, 15_000), ev(2, 8, 25_000)]);
+    let late = collect_sink();
+    let (plan, out) = tumble_job(
+        vec![Step::Batch(on_time), Step::Batch(second)],
+        Duration::ZERO,
+        Some(late.clone()),
+    );
+    let graph = compile(&[plan], &config(1)).unwrap();
+    let handle = launch(graph, &RuntimeConfig::default()).unwrap();
+    let metrics = handle.metrics();
+    handle.wait().await.unwrap();
+    assert_eq!(
+        results(&out),
+        vec![
+            format!("{} | k1 | 1 | 1", T0),
+            format!("{} | k1 | 1 | 2", T0 + 10_000),
+            format!("{} | k2 | 2 | 12", T0 + 20_000),
+        ]
+    );
+    assert_eq!(late.rows(), 2);
+    let late_values: Vec<String> = lines(&late.batches());
+    assert!(
+        late_values[0].contains("| 100 |") && late_values[1].contains("| 200 |"),
+        "{late_values:?}"
+    );
+    let window = metrics
+        .snapshot()
+        .into_iter()
+        .filter(|m| m.name == "window aggregate")
+        .collect::<Vec<_>>();
+    assert_eq!(window.iter().map(|m| m.late_rows).sum::<u64>(), 2);
+}
+
+#[tokio::test]
+async fn allowed_lateness_keeps_windows_open() {
+    let first = batch(&[ev(1, 1, 1_000), ev(1, 2, 12_000), ev(2, 4, 29_000)]);
+    let second = batch(&[ev(1, 100, 5_000), ev(1, 200, 15_000)]);
+    // With 10 s of lateness, [10, 20) fires only at a watermark of 29.999 s: 15 s still counts.
+    let (plan, out) = tumble_job(
+        vec![Step::Batch(first), Step::Batch(second)],
+        Duration::from_secs(10),
+        None,
+    );
+    let graph = compile(&[plan], &config(1)).unwrap();
+    let handle = launch(graph, &RuntimeConfig::default()).unwrap();
+    let metrics = handle.metrics();
+    handle.wait().await.unwrap();
+    assert_eq!(
+        results(&out),
+        vec![
+            format!("{} | k1 | 1 | 1", T0),
+            format!("{} | k1 | 2 | 202", T0 + 10_000),
+            format!("{} | k2 | 1 | 4", T0 + 20_000),
+        ]
+    );
+    let late: u64 = metrics.snapshot().iter().map(|m| m.late_rows).sum();
+    assert_eq!(late, 1, "only the 5 s row is beyond the lateness");
+}
+
+#[tokio::test]
+async fn idle_split_does_not_stall_windows() {
+    // Split 0 produces 30 s of rows and then goes quiet without ending; split 1 never produces.
+    let rows: Vec<Event> = (0..300).map(|i| ev(i % 3, 1, i as i64 * 100)).collect();
+    let source = MemorySource::new("t", schema())
+        .with_split(vec![Step::Batch(batch(&rows)), Step::Pending])
+        .with_split(vec![Step::Pending]);
+    let out = collect_sink();
+    let plan = StreamPlanBuilder::scan("t", Arc::new(source))
+        .unwrap()
+        .watermark(
+            "ts",
+            Duration::from_secs(1),
+            Some(Duration::from_millis(50)),
+        )
+        .unwrap()
+        .window_aggregate(
+            WindowSpec::Tumble {
+                size: 10_000,
+                offset: 0,
+            },
+            "ts",
+            vec![col("k")],
+            vec![count(lit(1)).alias("n")],
+            WindowOptions::default(),
+        )
+        .unwrap()
+        .sink("out", out.clone())
+        .unwrap();
+    let handle = launch(
+        compile(&[plan], &config(1)).unwrap(),
+        &RuntimeConfig::default(),
+    )
+    .unwrap();
+    // Windows [0, 10) and [10, 20) for 3 keys close once split 1 counts as idle.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while out.rows() < 6 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(out.rows(), 6);
+    handle.cancel();
+    assert!(matches!(handle.wait().await, Err(Error::Cancelled)));
+}
+
+#[tokio::test]
+async fn slow_sink_bounds_buffering() {
+    // A source that could produce 400 batches at once feeds a sink taking 2 ms per batch
+    // through a channel of 2: the gap between produced and written stays a few batches.
+    let rows: Vec<Event> = (0..100).map(|i| ev(i % 7, 1, i as i64)).collect();
+    let b = batch(&rows);
+    let source: Arc<dyn SourceFactory> =
+        Arc::new(MemorySource::new("t", schema()).with_batches((0..400).map(|_| b.clone())));
+    let sink = Arc::new(CollectSink::slow(Duration::from_millis(2)));
+    let mut g = JobGraph::new();
+    let src = g.add_source("source", "t", source, WatermarkSpec::default(), 1);
+    let out = g.add_sink("sink", "slow", sink.clone(), schema(), 1);
+    g.connect(src, 0, out, Exchange::Rebalance);
+    let config = RuntimeConfig {
+        channel_capacity: 2,
+        ..RuntimeConfig::default()
+    };
+    let handle = launch(g, &config).unwrap();
+    let metrics = handle.metrics();
+    let mut worst = 0u64;
+    let waiter = tokio::spawn(handle.wait());
+    while !waiter.is_finished() {
+        let snap = metrics.snapshot();
+        let produced = snap.iter().find(|m| m.name == "source").unwrap().rows_out;
+        let written = snap.iter().find(|m| m.name == "sink").unwrap().rows_in;
+        worst = worst.max(produced.saturating_sub(written));
+        assert!(snap.iter().all(|m| m.queued <= m.capacity));
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+    waiter.await.unwrap().unwrap();
+    assert_eq!(sink.rows(), 40_000);
+    // Channel of 2 + one batch being written + one being sent.
+    assert!(worst <= 4 * 100, "{worst} rows buffered");
+}
+
+#[tokio::test]
+async fn cancel_stops_every_task() {
+    let source = MemorySource::new("t", schema()).with_split(vec![Step::Pending]);
+    let out = collect_sink();
+    let plan = StreamPlanBuilder::scan("t", Arc::new(source))
+        .unwrap()
+        .filter(col("v").gt(lit(0)))
+        .unwrap()
+        .sink("out", out)
+        .unwrap();
+    let handle = launch(
+        compile(&[plan], &config(2)).unwrap(),
+        &RuntimeConfig::default(),
+    )
+    .unwrap();
+    handle.cancel();
+    let r = tokio::time::timeout(Duration::from_secs(5), handle.wait()).await;
+    assert!(matches!(r, Ok(Err(Error::Cancelled))));
+}
+
+#[tokio::test]
+async fn filter_project_union_and_explain() {
+    let a: Vec<Event> = (0..1000).map(|i| ev(i % 10, i as i64, i as i64)).collect();
+    let b: Vec<Event> = (0..500).map(|i| ev(i % 10, i as i64, i as i64)).collect();
+    let out = collect_sink();
+    let left = StreamPlanBuilder::scan("a", Arc::new(source(&a, 2, 64))).unwrap();
+    let right = StreamPlanBuilder::scan("b", Arc::new(source(&b, 1, 64))).unwrap();
+    let plan = left
+        .union(right)
+        .unwrap()
+        .filter(col("v").gt(lit(899)).or(col("v").lt(lit(10))))
+        .unwrap()
+        .project(vec![col("k"), (col("v") * lit(2)).alias("double")])
+        .unwrap()
+        .sink("out", out.clone())
+        .unwrap();
+    let graph = compile(&[plan], &config(2)).unwrap();
+    let explain = graph.topology().render();
+    assert!(explain.contains("[2] union: 2 inputs"), "{explain}");
+    assert!(explain.contains("[3] filter: v > "), "{explain}");
+    assert!(explain.contains("[5] sink: out"), "{explain}");
+    assert!(explain.contains("--rebalance--> task 2 [2]"), "{explain}");
+    launch(graph, &RuntimeConfig::default())
+        .unwrap()
+        .wait()
+        .await
+        .unwrap();
+    // 100 rows >= 900 from a, 10 rows < 10 from each input.
+    assert_eq!(out.rows(), 120);
+    let doubled: i64 = lines(&out.batches())
+        .iter()
+        .map(|l| l.split(" | ").nth(1).unwrap().parse::<i64>().unwrap())
+        .sum();
+    assert_eq!(
+        doubled,
+        2 * ((900..1000).sum::<i64>() + 2 * (0..10).sum::<i64>())
+    );
+}
+
+#[tokio::test]
+async fn window_without_watermark_is_a_plan_error() {
+    let plan = StreamPlanBuilder::scan("t", Arc::new(MemorySource::new("t", schema())))
+        .unwrap()
+        .window_aggregate(
+            WindowSpec::Tumble {
+                size: 1000,
+                offset: 0,
+            },
+            "ts",
+            vec![col("k")],
+            vec![count(lit(1))],
+            WindowOptions::default(),
+        )
+        .unwrap()
+        .sink("out", collect_sink())
+        .unwrap();
+    let err = compile(&[plan], &config(1)).unwrap_err().to_string();
+    assert!(err.contains("needs event time"), "{err}");
+}
