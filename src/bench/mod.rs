@@ -1,5 +1,6 @@
 //! `rstreams bench`: benchmarks that print medians, for the README and closing notes.
 
+pub(crate) mod engine;
 pub(crate) mod queue;
 
 /// Median of a list of measurements (the mean of the middle two for an even count).

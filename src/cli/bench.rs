@@ -7,6 +7,7 @@ use clap::{Args, Subcommand};
 
 use super::output::{Align, Table, print};
 use super::{CliError, Format, Result};
+use crate::bench::engine::{self, EngineBenchOptions};
 use crate::bench::queue::{self, Figure, QueueBenchOptions};
 
 #[derive(Debug, Subcommand)]
@@ -14,6 +15,31 @@ pub(crate) enum BenchCommand {
     /// The store: append (batched and one record per call, 1 and 4 queues), `always` durability
     /// with 8 producers, sequential read, and open-loop append latency. Build with --release.
     Queue(QueueBenchArgs),
+    /// The engine: filter + projection, TUMBLE, HOP and SESSION aggregates over pre-generated
+    /// in-memory rows, input rows per second. Build with --release.
+    Engine(EngineBenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct EngineBenchArgs {
+    /// Input rows per run
+    #[arg(long, default_value_t = 10_000_000)]
+    rows: usize,
+    /// Distinct keys
+    #[arg(long, default_value_t = 10_000)]
+    keys: u64,
+    /// Subtasks per operator (and source splits)
+    #[arg(long, default_value_t = 2)]
+    parallelism: usize,
+    /// Runs per figure; the median is reported
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Run only these scenarios: stateless, tumble, hop, session [default: all]
+    #[arg(long, value_delimiter = ',', value_name = "SCENARIO")]
+    only: Vec<String>,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
 }
 
 #[derive(Debug, Args)]
@@ -48,6 +74,65 @@ pub(crate) struct QueueBenchArgs {
 pub(crate) fn run(cmd: BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Queue(args) => queue_bench(args),
+        BenchCommand::Engine(args) => engine_bench(args),
+    }
+}
+
+fn engine_bench(args: EngineBenchArgs) -> Result<()> {
+    if args.rows < 1000 || args.runs == 0 || args.parallelism == 0 || args.keys == 0 {
+        return Err(CliError::Usage(
+            "bench engine needs --rows >= 1000, --runs >= 1, --parallelism >= 1 and --keys >= 1"
+                .into(),
+        ));
+    }
+    let opts = EngineBenchOptions {
+        rows: args.rows,
+        keys: args.keys,
+        parallelism: args.parallelism,
+        runs: args.runs,
+        only: args.only,
+    };
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let _ = writeln!(
+        std::io::stderr(),
+        "bench engine: {} rows, {} keys, parallelism {}, median of {} runs, {cores} cores",
+        args.rows,
+        args.keys,
+        args.parallelism,
+        args.runs
+    );
+    let figures = engine::run(&opts, |f| {
+        let _ = writeln!(std::io::stderr(), "  {:<40} {:>12.0} rows/s", f.name, f.rows_per_sec);
+    })
+    .map_err(|e| CliError::Usage(format!("benchmark failed: {e}")))?;
+    match args.format {
+        Format::Json => {
+            let doc = serde_json::json!({
+                "benchmark": "engine",
+                "cores": cores,
+                "rows": args.rows,
+                "keys": args.keys,
+                "parallelism": args.parallelism,
+                "runs": args.runs,
+                "figures": figures.iter().map(|f| serde_json::json!({
+                    "name": f.name,
+                    "rows_per_sec": f.rows_per_sec,
+                    "output_rows": f.output_rows,
+                })).collect::<Vec<_>>(),
+            });
+            print(&format!("{doc:#}\n"))
+        }
+        Format::Table => {
+            let mut t = Table::new(&[
+                ("benchmark", Align::Left),
+                ("rows/s", Align::Right),
+                ("output rows", Align::Right),
+            ]);
+            for f in &figures {
+                t.row(vec![f.name.clone(), format!("{:.0}", f.rows_per_sec), f.output_rows.to_string()]);
+            }
+            print(&t.render())
+        }
     }
 }
 
