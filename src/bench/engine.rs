@@ -49,8 +49,10 @@ impl SinkFactory for Discard {
 #[async_trait::async_trait]
 impl Sink for Discard {
     async fn write(&mut self, batch: RecordBatch) -> Result<()> {
-        self.0
-            .fetch_add(batch.num_rows() as u64, std::sync::atomic::Ordering::Relaxed);
+        self.0.fetch_add(
+            batch.num_rows() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         Ok(())
     }
 }
@@ -59,7 +61,11 @@ fn schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("key", DataType::Int64, false),
         Field::new("price", DataType::Int64, false),
-        Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, None), false),
+        Field::new(
+            "ts",
+            DataType::Timestamp(TimeUnit::Millisecond, None),
+            false,
+        ),
     ]))
 }
 
@@ -99,27 +105,49 @@ fn generate(rows: usize, keys: u64, splits: usize) -> Result<Vec<Vec<RecordBatch
     Ok(out)
 }
 
-async fn run_once(scenario: &str, data: &[Vec<RecordBatch>], opts: &EngineBenchOptions) -> Result<(Duration, u64)> {
+async fn run_once(
+    scenario: &str,
+    data: &[Vec<RecordBatch>],
+    opts: &EngineBenchOptions,
+) -> Result<(Duration, u64)> {
     let source = data
         .iter()
         .fold(MemorySource::new("events", schema()), |s, split| {
             s.with_batches(split.iter().cloned())
         });
     let sink = Discard::default();
-    let scan = StreamPlanBuilder::scan("events", Arc::new(source))?
-        .watermark("ts", Duration::from_millis(100), None)?;
+    let scan = StreamPlanBuilder::scan("events", Arc::new(source))?.watermark(
+        "ts",
+        Duration::from_millis(100),
+        None,
+    )?;
     let aggs = vec![count(lit(1)).alias("n"), sum(col("price")).alias("total")];
     let window = |spec| {
-        scan.clone()
-            .window_aggregate(spec, "ts", vec![col("key")], aggs.clone(), WindowOptions::default())
+        scan.clone().window_aggregate(
+            spec,
+            "ts",
+            vec![col("key")],
+            aggs.clone(),
+            WindowOptions::default(),
+        )
     };
     let plan = match scenario {
         "stateless" => scan
             .clone()
             .filter(col("price").gt(lit(100i64)))?
-            .project(vec![col("key"), (col("price") * lit(2i64)).alias("doubled"), col("ts")])?,
-        "tumble" => window(WindowSpec::Tumble { size: 10_000, offset: 0 })?,
-        "hop" => window(WindowSpec::Hop { size: 10_000, slide: 2_000 })?,
+            .project(vec![
+                col("key"),
+                (col("price") * lit(2i64)).alias("doubled"),
+                col("ts"),
+            ])?,
+        "tumble" => window(WindowSpec::Tumble {
+            size: 10_000,
+            offset: 0,
+        })?,
+        "hop" => window(WindowSpec::Hop {
+            size: 10_000,
+            slide: 2_000,
+        })?,
         _ => window(WindowSpec::Session { gap: 500 })?,
     }
     .sink("discard", Arc::new(sink.clone()))?;
@@ -130,11 +158,17 @@ async fn run_once(scenario: &str, data: &[Vec<RecordBatch>], opts: &EngineBenchO
     let graph = compile(&[plan], &config)?;
     let started = Instant::now();
     launch(graph, &config.runtime)?.wait().await?;
-    Ok((started.elapsed(), sink.0.load(std::sync::atomic::Ordering::Relaxed)))
+    Ok((
+        started.elapsed(),
+        sink.0.load(std::sync::atomic::Ordering::Relaxed),
+    ))
 }
 
 /// Runs the scenarios; `progress` sees each figure as it is measured.
-pub(crate) fn run(opts: &EngineBenchOptions, mut progress: impl FnMut(&EngineFigure)) -> Result<Vec<EngineFigure>> {
+pub(crate) fn run(
+    opts: &EngineBenchOptions,
+    mut progress: impl FnMut(&EngineFigure),
+) -> Result<Vec<EngineFigure>> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(opts.parallelism.max(2))
         .enable_all()

@@ -102,7 +102,12 @@ fn engine_bench(args: EngineBenchArgs) -> Result<()> {
         args.runs
     );
     let figures = engine::run(&opts, |f| {
-        let _ = writeln!(std::io::stderr(), "  {:<40} {:>12.0} rows/s", f.name, f.rows_per_sec);
+        let _ = writeln!(
+            std::io::stderr(),
+            "  {:<40} {:>12.0} rows/s",
+            f.name,
+            f.rows_per_sec
+        );
     })
     .map_err(|e| CliError::Usage(format!("benchmark failed: {e}")))?;
     match args.format {
@@ -129,7 +134,11 @@ fn engine_bench(args: EngineBenchArgs) -> Result<()> {
                 ("output rows", Align::Right),
             ]);
             for f in &figures {
-                t.row(vec![f.name.clone(), format!("{:.0}", f.rows_per_sec), f.output_rows.to_string()]);
+                t.row(vec![
+                    f.name.clone(),
+                    format!("{:.0}", f.rows_per_sec),
+                    f.output_rows.to_string(),
+                ]);
             }
             print(&t.render())
         }

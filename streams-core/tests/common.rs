@@ -130,18 +130,52 @@ pub fn lines(batches: &[RecordBatch]) -> Vec<String> {
 /// Runs `sql` on DataFusion's batch engine over the events as table `t`, with the event time
 /// also as `tms` (BIGINT ms).
 pub async fn reference(events: &[Event], sql: &str) -> Vec<String> {
+    reference_tables(&[("t", events)], sql).await
+}
+
+/// Runs `sql` on DataFusion's batch engine over several event tables (each with `tms`).
+pub async fn reference_tables(tables: &[(&str, &[Event])], sql: &str) -> Vec<String> {
+    let ctx = SessionContext::new();
+    for (name, events) in tables {
+        let b = with_tms(events);
+        let table = MemTable::try_new(b.schema(), vec![vec![b]]).unwrap();
+        ctx.register_table(*name, Arc::new(table)).unwrap();
+    }
+    let df = ctx.sql(sql).await.unwrap();
+    lines(&df.collect().await.unwrap())
+}
+
+fn with_tms(events: &[Event]) -> RecordBatch {
     let b = batch(events);
     let tms = cast(b.column(2), &DataType::Int64).unwrap();
     let mut fields = schema().fields().to_vec();
     fields.push(Arc::new(Field::new("tms", DataType::Int64, false)));
     let mut cols = b.columns().to_vec();
     cols.push(tms);
-    let b = RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).unwrap();
-    let ctx = SessionContext::new();
-    let table = MemTable::try_new(b.schema(), vec![vec![b]]).unwrap();
-    ctx.register_table("t", Arc::new(table)).unwrap();
-    let df = ctx.sql(sql).await.unwrap();
-    lines(&df.collect().await.unwrap())
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).unwrap()
+}
+
+/// Asserts two sorted line lists are equal, showing a few differences when not.
+pub fn assert_same(got: &[String], expected: &[String], what: &str) {
+    if got == expected {
+        return;
+    }
+    let missing: Vec<_> = expected
+        .iter()
+        .filter(|l| !got.contains(l))
+        .take(8)
+        .collect();
+    let extra: Vec<_> = got
+        .iter()
+        .filter(|l| !expected.contains(l))
+        .take(8)
+        .collect();
+    assert!(
+        got == expected,
+        "{what}: {} rows, expected {}\nmissing: {missing:#?}\nunexpected: {extra:#?}",
+        got.len(),
+        expected.len()
+    );
 }
 
 pub fn collect_sink() -> Arc<CollectSink> {

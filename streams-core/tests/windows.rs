@@ -104,22 +104,10 @@ async fn check(window: WindowSpec) {
         assert!(!expected.is_empty());
         for parallelism in [1, 4] {
             let got = engine(&evs, window, jitter.max(1), parallelism).await;
-            let missing: Vec<_> = expected
-                .iter()
-                .filter(|l| !got.contains(l))
-                .take(8)
-                .collect();
-            let extra: Vec<_> = got
-                .iter()
-                .filter(|l| !expected.contains(l))
-                .take(8)
-                .collect();
-            assert!(
-                got == expected,
-                "{window:?}, jitter {jitter}, parallelism {parallelism}: {} rows, expected {}\n\
-                 missing: {missing:#?}\nunexpected: {extra:#?}",
-                got.len(),
-                expected.len()
+            assert_same(
+                &got,
+                &expected,
+                &format!("{window:?}, jitter {jitter}, parallelism {parallelism}"),
             );
         }
     }

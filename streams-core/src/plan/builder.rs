@@ -6,11 +6,15 @@ use std::time::Duration;
 use datafusion::arrow::datatypes::{DataType, Field, TimeUnit};
 use datafusion::common::{DFSchema, TableReference};
 use datafusion::logical_expr::utils::exprlist_to_fields;
-use datafusion::logical_expr::{Expr, Extension, LogicalPlan, LogicalPlanBuilder};
+use datafusion::logical_expr::{
+    Expr, Extension, LogicalPlan, LogicalPlanBuilder, build_join_schema,
+};
 
 use super::nodes::{
-    SinkNode, SinkRef, SourceRef, StreamScan, WatermarkNode, WindowAggregateNode, WindowOptions,
+    SinkNode, SinkRef, SourceRef, StreamJoinKind, StreamJoinNode, StreamScan, WatermarkNode,
+    WindowAggregateNode, WindowOptions,
 };
+use crate::ops::join::JoinType;
 use crate::sink::SinkFactory;
 use crate::source::SourceFactory;
 use crate::window::WindowSpec;
@@ -146,6 +150,91 @@ impl StreamPlanBuilder {
                 time_column: time_column.to_string(),
                 group_expr,
                 aggr_expr,
+                options,
+                schema: Arc::new(schema),
+            }),
+        })
+    }
+
+    /// Joins with `right` on equal keys within the same windows (a window join), or within a
+    /// time interval of each other (an interval join: `left_time BETWEEN right_time + lower
+    /// AND right_time + upper`). Output: `window_start`, `window_end` (window joins only), then
+    /// the left columns, then the right columns.
+    #[allow(clippy::too_many_arguments)]
+    pub fn join(
+        self,
+        right: StreamPlanBuilder,
+        kind: StreamJoinKind,
+        join_type: JoinType,
+        (left_time, right_time): (&str, &str),
+        on: Vec<(Expr, Expr)>,
+        filter: Option<Expr>,
+        options: WindowOptions,
+    ) -> Result<Self> {
+        match kind {
+            StreamJoinKind::Window(w) => {
+                w.validate().map_err(|e| Error::plan(e.to_string()))?;
+                if matches!(w, WindowSpec::Session { .. }) {
+                    return Err(Error::plan(
+                        "a window join needs TUMBLE, HOP or CUMULATE windows",
+                    ));
+                }
+            }
+            StreamJoinKind::Interval { lower, upper } if lower > upper => {
+                return Err(Error::plan(format!(
+                    "interval join bounds are empty: lower {lower} ms > upper {upper} ms"
+                )));
+            }
+            StreamJoinKind::Interval { .. } => {}
+        }
+        let lt = self
+            .plan
+            .schema()
+            .field_with_unqualified_name(left_time)
+            .map_err(|_| {
+                Error::plan(format!(
+                    "left time column `{left_time}` is not a column of the left input"
+                ))
+            })?;
+        let tz = time_type(left_time, lt.data_type())?;
+        let rt = right
+            .plan
+            .schema()
+            .field_with_unqualified_name(right_time)
+            .map_err(|_| {
+                Error::plan(format!(
+                    "right time column `{right_time}` is not a column of the right input"
+                ))
+            })?;
+        time_type(right_time, rt.data_type())?;
+        let df_join = match join_type {
+            JoinType::Inner => datafusion::logical_expr::JoinType::Inner,
+            JoinType::Left => datafusion::logical_expr::JoinType::Left,
+        };
+        let joined = build_join_schema(self.plan.schema(), right.plan.schema(), &df_join)?;
+        let schema = match kind {
+            StreamJoinKind::Window(_) => {
+                let ts = DataType::Timestamp(TimeUnit::Millisecond, tz);
+                let mut fields: Vec<(Option<TableReference>, Arc<Field>)> =
+                    ["window_start", "window_end"]
+                        .iter()
+                        .map(|n| (None, Arc::new(Field::new(*n, ts.clone(), false))))
+                        .collect();
+                fields.extend(joined.iter().map(|(q, f)| (q.cloned(), Arc::clone(f))));
+                DFSchema::new_with_metadata(fields, Default::default())?
+            }
+            StreamJoinKind::Interval { .. } => joined,
+        };
+        Ok(StreamPlanBuilder {
+            plan: ext(StreamJoinNode {
+                left: self.plan,
+                right: right.plan,
+                kind,
+                join_type,
+                on,
+                filter,
+                left_time: left_time.to_string(),
+                right_time: right_time.to_string(),
                 options,
                 schema: Arc::new(schema),
             }),

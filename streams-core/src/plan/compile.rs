@@ -14,7 +14,10 @@ use datafusion::optimizer::Analyzer;
 use datafusion::physical_expr::aggregate::LoweredAggregateBuilder;
 use datafusion::physical_expr::{PhysicalExpr, create_physical_expr};
 
-use super::nodes::{SinkNode, StreamScan, WatermarkNode, WindowAggregateNode};
+use super::nodes::{
+    SinkNode, StreamJoinKind, StreamJoinNode, StreamScan, WatermarkNode, WindowAggregateNode,
+};
+use crate::ops::join::{IntervalJoinConfig, JoinSpec, WindowJoinConfig};
 use crate::ops::window::{AggregateSpec, LATE_PORT, WindowAggregateConfig, WindowAggregateFactory};
 use crate::ops::{Cloning, Filter, Projection, Union};
 use crate::runtime::{Exchange, JobGraph, RuntimeConfig, WatermarkSpec};
@@ -124,6 +127,9 @@ impl Compiler<'_> {
         }
         if let Some(w) = downcast::<WindowAggregateNode>(plan) {
             return self.window(w);
+        }
+        if let Some(j) = downcast::<StreamJoinNode>(plan) {
+            return self.join(j);
         }
         if let Some(s) = downcast::<SinkNode>(plan) {
             let input = self.node(&s.input)?;
@@ -313,6 +319,125 @@ impl Compiler<'_> {
                 &format!("late rows of [{}]", node.0),
                 Arc::clone(&sink.0),
                 Arc::new(arrow_in.clone()),
+                parallelism,
+            );
+            self.graph.connect(node, LATE_PORT, late, Exchange::Forward);
+        }
+        Ok(Stream {
+            node,
+            parallelism,
+            watermarked: true,
+        })
+    }
+
+    fn join(&mut self, j: &StreamJoinNode) -> Result<Stream> {
+        let left = self.node(&j.left)?;
+        let right = self.node(&j.right)?;
+        if !left.watermarked || !right.watermarked {
+            return Err(Error::plan(format!(
+                "a stream join needs event time on both inputs: declare watermarks for `{}` and `{}`",
+                j.left_time, j.right_time
+            )));
+        }
+        let (ls, rs) = (j.left.schema(), j.right.schema());
+        let column = |schema: &datafusion::common::DFSchema, name: &str, side: &str| {
+            schema.index_of_column_by_name(None, name).ok_or_else(|| {
+                Error::plan(format!(
+                    "{side} time column `{name}` is not a column of the {side} input"
+                ))
+            })
+        };
+        let (left_time, right_time) = (
+            column(ls, &j.left_time, "left")?,
+            column(rs, &j.right_time, "right")?,
+        );
+        let mut left_keys = Vec::with_capacity(j.on.len());
+        let mut right_keys = Vec::with_capacity(j.on.len());
+        for (l, r) in &j.on {
+            let (pl, pr) = (physical(l, &j.left)?, physical(r, &j.right)?);
+            let (tl, tr) = (pl.data_type(ls.as_arrow())?, pr.data_type(rs.as_arrow())?);
+            if tl != tr {
+                return Err(Error::plan(format!(
+                    "join keys {l} ({tl}) and {r} ({tr}) have different types; cast one of them"
+                )));
+            }
+            left_keys.push(pl);
+            right_keys.push(pr);
+        }
+        let window_columns = usize::from(matches!(j.kind, StreamJoinKind::Window(_))) * 2;
+        let out = Arc::new(j.schema.as_arrow().clone());
+        let joined_fields = out.fields()[window_columns..].to_vec();
+        let joined_df = datafusion::common::DFSchema::new_with_metadata(
+            j.schema
+                .iter()
+                .skip(window_columns)
+                .map(|(q, f)| (q.cloned(), Arc::clone(f)))
+                .collect(),
+            Default::default(),
+        )?;
+        let filter = match &j.filter {
+            Some(f) => Some(create_physical_expr(
+                f,
+                &joined_df,
+                &ExecutionProps::new(),
+                &PhysicalPlanningContext::default(),
+            )?),
+            None => None,
+        };
+        let spec = JoinSpec {
+            left_keys: left_keys.clone(),
+            right_keys: right_keys.clone(),
+            filter,
+            join_type: j.join_type,
+            joined_schema: Arc::new(Schema::new(joined_fields)),
+        };
+        let input_schemas = [
+            Arc::new(ls.as_arrow().clone()),
+            Arc::new(rs.as_arrow().clone()),
+        ];
+        let late_output = j.options.late_sink.is_some();
+        let factory: Arc<dyn crate::operator::OperatorFactory> = match j.kind {
+            StreamJoinKind::Window(window) => Arc::new(WindowJoinConfig {
+                join: spec,
+                window,
+                left_time,
+                right_time,
+                input_schemas,
+                output_schema: out,
+                allowed_lateness: j.options.allowed_lateness.as_millis() as i64,
+                late_output,
+            }),
+            StreamJoinKind::Interval { lower, upper } => Arc::new(IntervalJoinConfig {
+                join: spec,
+                left_time,
+                right_time,
+                input_schemas,
+                lower,
+                upper,
+                late_output,
+            }),
+        };
+        let parallelism = if left_keys.is_empty() {
+            1
+        } else {
+            self.config.parallelism.max(1)
+        };
+        let detail = explain(j).trim_start_matches("StreamJoin: ").to_string();
+        let node = self
+            .graph
+            .add_stateful("join", &detail, factory, parallelism);
+        self.graph
+            .connect(left.node, 0, node, Exchange::Hash(left_keys));
+        self.graph
+            .connect(right.node, 0, node, Exchange::Hash(right_keys));
+        if let Some(sink) = &j.options.late_sink {
+            // Late rows of either side, as they came: the sink takes both schemas only when
+            // they are equal, so route the left side's schema and let the sink check.
+            let late = self.graph.add_sink(
+                "sink",
+                &format!("late rows of [{}]", node.0),
+                Arc::clone(&sink.0),
+                Arc::new(ls.as_arrow().clone()),
                 parallelism,
             );
             self.graph.connect(node, LATE_PORT, late, Exchange::Forward);

@@ -1,5 +1,6 @@
 //! The logical plan: DataFusion's `LogicalPlan` plus streaming extension nodes
-//! ([`StreamScan`], [`WatermarkNode`], [`WindowAggregateNode`], [`SinkNode`]). SQL and the DSL
+//! ([`StreamScan`], [`WatermarkNode`], [`WindowAggregateNode`], [`StreamJoinNode`],
+//! [`SinkNode`]). SQL and the DSL
 //! both produce it; [`StreamPlanBuilder`] builds it from Rust; [`compile`] turns it into a
 //! runnable [`crate::runtime::JobGraph`].
 
@@ -10,6 +11,6 @@ mod nodes;
 pub use builder::StreamPlanBuilder;
 pub use compile::{JobConfig, compile};
 pub use nodes::{
-    SinkNode, SinkRef, SourceRef, StreamScan, WatermarkNode, WindowAggregateNode, WindowOptions,
-    describe_window,
+    SinkNode, SinkRef, SourceRef, StreamJoinKind, StreamJoinNode, StreamScan, WatermarkNode,
+    WindowAggregateNode, WindowOptions, describe_window,
 };

@@ -284,3 +284,124 @@ fn humanize(ms: i64) -> String {
         m => format!("{m}ms"),
     }
 }
+
+/// Which stream join.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd)]
+pub enum StreamJoinKind {
+    /// Rows of both sides in the same window (TUMBLE, HOP or CUMULATE), joined when it fires.
+    Window(WindowSpec),
+    /// `left.ts BETWEEN right.ts + lower AND right.ts + upper` (milliseconds, may be negative).
+    Interval {
+        /// Smallest `left.ts - right.ts`.
+        lower: i64,
+        /// Largest `left.ts - right.ts`.
+        upper: i64,
+    },
+}
+
+/// A window join or interval join of two event-time streams on equal keys.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct StreamJoinNode {
+    /// Left input.
+    pub left: LogicalPlan,
+    /// Right input.
+    pub right: LogicalPlan,
+    /// Window or interval.
+    pub kind: StreamJoinKind,
+    /// Inner or left outer.
+    pub join_type: crate::ops::join::JoinType,
+    /// Equal keys: (left expression, right expression).
+    pub on: Vec<(Expr, Expr)>,
+    /// Extra condition over the joined row.
+    pub filter: Option<Expr>,
+    /// Event-time column of the left input.
+    pub left_time: String,
+    /// Event-time column of the right input.
+    pub right_time: String,
+    /// Lateness (window joins) and where late rows go.
+    pub options: WindowOptions,
+    /// Output: (`window_start`, `window_end` for window joins), left columns, right columns.
+    pub schema: DFSchemaRef,
+}
+
+impl PartialOrd for StreamJoinNode {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        let key = |n: &Self| {
+            (
+                n.left.clone(),
+                n.right.clone(),
+                n.kind,
+                n.on.clone(),
+                n.filter.clone(),
+                n.options.clone(),
+            )
+        };
+        key(self).partial_cmp(&key(other))
+    }
+}
+
+impl UserDefinedLogicalNodeCore for StreamJoinNode {
+    fn name(&self) -> &str {
+        "StreamJoin"
+    }
+    fn inputs(&self) -> Vec<&LogicalPlan> {
+        vec![&self.left, &self.right]
+    }
+    fn schema(&self) -> &DFSchemaRef {
+        &self.schema
+    }
+    fn expressions(&self) -> Vec<Expr> {
+        let mut v: Vec<Expr> = self
+            .on
+            .iter()
+            .flat_map(|(l, r)| [l.clone(), r.clone()])
+            .collect();
+        v.extend(self.filter.clone());
+        v
+    }
+    fn fmt_for_explain(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        let kind = match self.kind {
+            StreamJoinKind::Window(w) => format!("window join {}", describe_window(&w)),
+            StreamJoinKind::Interval { lower, upper } => format!(
+                "interval join {} BETWEEN {} + {lower}ms AND {} + {upper}ms",
+                self.left_time, self.right_time, self.right_time
+            ),
+        };
+        write!(f, "StreamJoin: {:?} {kind} on [", self.join_type)?;
+        for (i, (l, r)) in self.on.iter().enumerate() {
+            write!(f, "{}{l} = {r}", if i > 0 { ", " } else { "" })?;
+        }
+        write!(f, "]")?;
+        if let Some(e) = &self.filter {
+            write!(f, " filter {e}")?;
+        }
+        Ok(())
+    }
+    fn with_exprs_and_inputs(
+        &self,
+        mut exprs: Vec<Expr>,
+        mut inputs: Vec<LogicalPlan>,
+    ) -> DfResult<Self> {
+        let (Some(right), Some(left), true) = (inputs.pop(), inputs.pop(), inputs.is_empty())
+        else {
+            return datafusion::common::internal_err!("StreamJoin takes two inputs");
+        };
+        let filter = if self.filter.is_some() {
+            exprs.pop()
+        } else {
+            None
+        };
+        let mut on = Vec::with_capacity(self.on.len());
+        let mut it = exprs.into_iter();
+        while let (Some(l), Some(r)) = (it.next(), it.next()) {
+            on.push((l, r));
+        }
+        Ok(StreamJoinNode {
+            left,
+            right,
+            on,
+            filter,
+            ..self.clone()
+        })
+    }
+}

@@ -1,0 +1,189 @@
+//! Stream joins: the window join (rows of both sides in the same window with equal keys,
+//! joined when the window fires) and the interval join (`l.ts BETWEEN r.ts + lower AND
+//! r.ts + upper`, joined as rows arrive, state dropped as the watermark passes). Inner and left
+//! outer; an optional residual predicate over the joined row.
+//!
+//! The matching itself is a small hash join over Arrow's row format: keys of one side indexed
+//! by their byte-comparable row encoding, the other side probing, and the output built with
+//! `take` and `interleave` on whole columns.
+
+mod interval;
+mod window;
+
+pub use interval::{IntervalJoin, IntervalJoinConfig};
+pub use window::{WindowJoin, WindowJoinConfig};
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, RecordBatch, UInt32Array, new_null_array,
+};
+use datafusion::arrow::compute::{interleave, take};
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::row::{RowConverter, Rows, SortField};
+use datafusion::physical_expr::PhysicalExpr;
+
+use crate::{Error, Result};
+
+/// Inner or left outer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Hash)]
+pub enum JoinType {
+    /// Only matched pairs.
+    Inner,
+    /// Matched pairs, and left rows without a match padded with nulls.
+    Left,
+}
+
+/// What both joins share: key expressions per side, the residual predicate, output shape.
+#[derive(Clone, Debug)]
+pub struct JoinSpec {
+    /// Key expressions over the left input.
+    pub left_keys: Vec<Arc<dyn PhysicalExpr>>,
+    /// Key expressions over the right input (same count and types).
+    pub right_keys: Vec<Arc<dyn PhysicalExpr>>,
+    /// Extra condition over the joined row (left columns, then right columns).
+    pub filter: Option<Arc<dyn PhysicalExpr>>,
+    /// Inner or left outer.
+    pub join_type: JoinType,
+    /// Schema of left columns followed by right columns (right nullable for a left join).
+    pub joined_schema: SchemaRef,
+}
+
+/// Evaluates key expressions into row-format keys.
+pub(crate) fn key_rows(
+    converter: &RowConverter,
+    keys: &[Arc<dyn PhysicalExpr>],
+    batch: &RecordBatch,
+) -> Result<Rows> {
+    let cols = keys
+        .iter()
+        .map(|k| k.evaluate(batch)?.into_array(batch.num_rows()))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(converter.convert_columns(&cols)?)
+}
+
+pub(crate) fn converter(
+    keys: &[Arc<dyn PhysicalExpr>],
+    schema: &SchemaRef,
+) -> Result<RowConverter> {
+    let fields = keys
+        .iter()
+        .map(|k| Ok(SortField::new(k.data_type(schema)?)))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(RowConverter::new(fields)?)
+}
+
+/// Rows of one side, indexed by key: `(batch, row)` positions per key.
+#[derive(Debug, Default)]
+pub(crate) struct Indexed {
+    pub(crate) batches: Vec<RecordBatch>,
+    index: HashMap<Box<[u8]>, Vec<(u32, u32)>>,
+}
+
+impl Indexed {
+    pub(crate) fn insert(&mut self, batch: RecordBatch, keys: &Rows) {
+        let b = self.batches.len() as u32;
+        for (r, key) in keys.iter().enumerate() {
+            match self.index.get_mut(key.as_ref()) {
+                Some(list) => list.push((b, r as u32)),
+                None => {
+                    self.index.insert(key.as_ref().into(), vec![(b, r as u32)]);
+                }
+            }
+        }
+        self.batches.push(batch);
+    }
+
+    pub(crate) fn matches(&self, key: &[u8]) -> &[(u32, u32)] {
+        self.index.get(key).map_or(&[], Vec::as_slice)
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.batches.is_empty()
+    }
+}
+
+/// Candidate pairs: row `probe[i]` of the probing batch with `(batch, row)` `build[i]`.
+#[derive(Debug, Default)]
+pub(crate) struct Pairs {
+    pub(crate) probe: Vec<u32>,
+    pub(crate) build: Vec<(usize, usize)>,
+}
+
+impl Pairs {
+    pub(crate) fn push(&mut self, probe: usize, build: (u32, u32)) {
+        self.probe.push(probe as u32);
+        self.build.push((build.0 as usize, build.1 as usize));
+    }
+}
+
+/// Builds joined rows (left columns first) for candidate pairs and keeps those passing the
+/// residual filter. Returns the joined batch and which pairs it kept (indices into `pairs`).
+pub(crate) fn assemble(
+    spec: &JoinSpec,
+    probe: &RecordBatch,
+    build: &Indexed,
+    pairs: &Pairs,
+    left_is_probe: bool,
+) -> Result<(RecordBatch, Vec<usize>)> {
+    let probe_idx = UInt32Array::from(pairs.probe.clone());
+    let probe_cols: Vec<ArrayRef> = probe
+        .columns()
+        .iter()
+        .map(|c| take(c.as_ref(), &probe_idx, None))
+        .collect::<Result<_, _>>()?;
+    let build_width = spec.joined_schema.fields().len() - probe.num_columns();
+    let build_cols: Vec<ArrayRef> = (0..build_width)
+        .map(|c| {
+            let arrays: Vec<&dyn Array> =
+                build.batches.iter().map(|b| b.column(c).as_ref()).collect();
+            if arrays.is_empty() {
+                let dt = spec.joined_schema.field(if left_is_probe {
+                    probe.num_columns() + c
+                } else {
+                    c
+                });
+                return Ok(new_null_array(dt.data_type(), 0));
+            }
+            interleave(&arrays, &pairs.build)
+        })
+        .collect::<Result<_, _>>()?;
+    let columns = if left_is_probe {
+        probe_cols.into_iter().chain(build_cols).collect()
+    } else {
+        build_cols.into_iter().chain(probe_cols).collect()
+    };
+    let joined = RecordBatch::try_new(Arc::clone(&spec.joined_schema), columns)
+        .map_err(|e| Error::Internal(format!("join output does not fit its schema: {e}")))?;
+    let Some(f) = &spec.filter else {
+        return Ok((joined, (0..pairs.probe.len()).collect()));
+    };
+    let mask = f.evaluate(&joined)?.into_array(joined.num_rows())?;
+    if mask.data_type() != &DataType::Boolean {
+        return Err(Error::plan(format!("join condition {f} is not boolean")));
+    }
+    let mask = mask.as_boolean();
+    let kept = (0..joined.num_rows())
+        .filter(|&i| mask.is_valid(i) && mask.value(i))
+        .collect();
+    Ok((
+        datafusion::arrow::compute::filter_record_batch(&joined, mask)?,
+        kept,
+    ))
+}
+
+/// Left rows `rows` of `left` with null right columns.
+pub(crate) fn pad_left(spec: &JoinSpec, left: &RecordBatch, rows: &[u32]) -> Result<RecordBatch> {
+    let idx = UInt32Array::from(rows.to_vec());
+    let mut columns: Vec<ArrayRef> = left
+        .columns()
+        .iter()
+        .map(|c| take(c.as_ref(), &idx, None))
+        .collect::<Result<_, _>>()?;
+    for f in &spec.joined_schema.fields()[left.num_columns()..] {
+        columns.push(new_null_array(f.data_type(), rows.len()));
+    }
+    RecordBatch::try_new(Arc::clone(&spec.joined_schema), columns)
+        .map_err(|e| Error::Internal(format!("left join padding does not fit: {e}")))
+}

@@ -1,0 +1,219 @@
+//! The window join: both sides assigned to the same `TUMBLE`, `HOP` or `CUMULATE` windows;
+//! when the watermark passes a window's end (plus lateness) its rows are joined on the keys.
+//! Output: `window_start`, `window_end`, the left columns, the right columns.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, RecordBatch, TimestampMillisecondArray, UInt32Array,
+};
+use datafusion::arrow::compute::{concat_batches, take_record_batch};
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::row::RowConverter;
+
+use super::{Indexed, JoinSpec, JoinType, Pairs, assemble, converter, key_rows, pad_left};
+use crate::metrics::OperatorMetrics;
+use crate::operator::{Operator, OperatorContext, OperatorFactory, Output};
+use crate::ops::window::{LATE_PORT, event_times};
+use crate::window::WindowSpec;
+use crate::{Error, Result};
+
+/// A window join, as the planner builds it.
+#[derive(Clone, Debug)]
+pub struct WindowJoinConfig {
+    /// Keys, residual condition, join type, joined schema.
+    pub join: JoinSpec,
+    /// The windows (not SESSION).
+    pub window: WindowSpec,
+    /// Event-time column of the left input.
+    pub left_time: usize,
+    /// Event-time column of the right input.
+    pub right_time: usize,
+    /// Schemas of the two inputs.
+    pub input_schemas: [SchemaRef; 2],
+    /// `window_start`, `window_end`, then the joined columns.
+    pub output_schema: SchemaRef,
+    /// Extra wait for late rows after a window's end, ms.
+    pub allowed_lateness: i64,
+    /// Whether late rows go to port [`LATE_PORT`] (from either side, as they came).
+    pub late_output: bool,
+}
+
+impl OperatorFactory for WindowJoinConfig {
+    fn create(&self, _subtask: usize, _parallelism: usize) -> Result<Box<dyn Operator>> {
+        Ok(Box::new(WindowJoin::new(self.clone())?))
+    }
+}
+
+/// One subtask of a window join.
+#[derive(Debug)]
+pub struct WindowJoin {
+    config: WindowJoinConfig,
+    converter: RowConverterDebug,
+    /// Per window end: rows of the left and right inputs.
+    windows: BTreeMap<i64, [Vec<RecordBatch>; 2]>,
+    horizon: i64,
+    metrics: Option<Arc<OperatorMetrics>>,
+}
+
+struct RowConverterDebug(RowConverter);
+
+impl std::fmt::Debug for RowConverterDebug {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RowConverter")
+    }
+}
+
+impl WindowJoin {
+    /// A subtask with no rows yet.
+    pub fn new(config: WindowJoinConfig) -> Result<Self> {
+        if matches!(config.window, WindowSpec::Session { .. }) {
+            return Err(Error::plan(
+                "a window join needs TUMBLE, HOP or CUMULATE windows",
+            ));
+        }
+        let converter = converter(&config.join.left_keys, &config.input_schemas[0])?;
+        Ok(WindowJoin {
+            config,
+            converter: RowConverterDebug(converter),
+            windows: BTreeMap::new(),
+            horizon: i64::MIN,
+            metrics: None,
+        })
+    }
+
+    fn fire(&mut self, horizon: i64, out: &mut Output) -> Result<()> {
+        let later = self.windows.split_off(&(horizon.saturating_add(1)));
+        let ready = std::mem::replace(&mut self.windows, later);
+        for (end, [left, right]) in ready {
+            let start = match self.config.window {
+                WindowSpec::Cumulate { max, .. } => end - 1 - (end - 1).rem_euclid(max),
+                WindowSpec::Tumble { size, .. } | WindowSpec::Hop { size, .. } => end - size,
+                WindowSpec::Session { gap } => end - gap,
+            };
+            if left.is_empty() {
+                continue;
+            }
+            let joined = self.join_window(left, right)?;
+            out.emit(self.with_bounds(start, end, joined)?);
+        }
+        Ok(())
+    }
+
+    fn join_window(&self, left: Vec<RecordBatch>, right: Vec<RecordBatch>) -> Result<RecordBatch> {
+        let spec = &self.config.join;
+        let left = concat_batches(&self.config.input_schemas[0], &left)?;
+        let mut build = Indexed::default();
+        for b in right {
+            let keys = key_rows(&self.converter.0, &spec.right_keys, &b)?;
+            build.insert(b, &keys);
+        }
+        let probe_keys = key_rows(&self.converter.0, &spec.left_keys, &left)?;
+        let mut pairs = Pairs::default();
+        for (i, key) in probe_keys.iter().enumerate() {
+            for &m in build.matches(key.as_ref()) {
+                pairs.push(i, m);
+            }
+        }
+        let (joined, kept) = assemble(spec, &left, &build, &pairs, true)?;
+        if spec.join_type == JoinType::Inner {
+            return Ok(joined);
+        }
+        let mut matched = vec![false; left.num_rows()];
+        for k in kept {
+            matched[pairs.probe[k] as usize] = true;
+        }
+        let lonely: Vec<u32> = (0..left.num_rows() as u32)
+            .filter(|&i| !matched[i as usize])
+            .collect();
+        if lonely.is_empty() {
+            return Ok(joined);
+        }
+        let padded = pad_left(spec, &left, &lonely)?;
+        Ok(concat_batches(&spec.joined_schema, [&joined, &padded])?)
+    }
+
+    fn with_bounds(&self, start: i64, end: i64, joined: RecordBatch) -> Result<RecordBatch> {
+        let n = joined.num_rows();
+        let tz = match self.config.output_schema.field(0).data_type() {
+            DataType::Timestamp(_, tz) => tz.clone(),
+            _ => None,
+        };
+        let ts = |v: i64| -> ArrayRef {
+            Arc::new(TimestampMillisecondArray::from(vec![v; n]).with_timezone_opt(tz.clone()))
+        };
+        let mut columns = vec![ts(start), ts(end)];
+        columns.extend(joined.columns().iter().cloned());
+        RecordBatch::try_new(Arc::clone(&self.config.output_schema), columns)
+            .map_err(|e| Error::Internal(format!("window join output does not fit: {e}")))
+    }
+}
+
+impl Operator for WindowJoin {
+    fn start(&mut self, ctx: &OperatorContext) -> Result<()> {
+        self.metrics = Some(Arc::clone(&ctx.metrics));
+        Ok(())
+    }
+
+    fn process_batch(&mut self, input: usize, batch: RecordBatch, out: &mut Output) -> Result<()> {
+        let side = input.min(1);
+        let column = if side == 0 {
+            self.config.left_time
+        } else {
+            self.config.right_time
+        };
+        let ts = event_times(batch.column(column))?;
+        let mut rows: BTreeMap<i64, Vec<u32>> = BTreeMap::new();
+        let mut late = Vec::new();
+        for i in 0..batch.num_rows() {
+            let mut placed = false;
+            if ts.is_valid(i) {
+                for w in self.config.window.assign(ts.value(i)) {
+                    if w.end > self.horizon {
+                        rows.entry(w.end).or_default().push(i as u32);
+                        placed = true;
+                    }
+                }
+            }
+            if !placed {
+                late.push(i as u32);
+            }
+        }
+        if !late.is_empty() {
+            if let Some(m) = &self.metrics {
+                m.late(late.len());
+            }
+            if self.config.late_output {
+                out.emit_to(
+                    LATE_PORT,
+                    take_record_batch(&batch, &UInt32Array::from(late))?,
+                );
+            }
+        }
+        for (end, idx) in rows {
+            let part = if idx.len() == batch.num_rows() {
+                batch.clone()
+            } else {
+                take_record_batch(&batch, &UInt32Array::from(idx))?
+            };
+            self.windows.entry(end).or_default()[side].push(part);
+        }
+        Ok(())
+    }
+
+    fn process_watermark(&mut self, watermark: i64, out: &mut Output) -> Result<()> {
+        let horizon = watermark
+            .saturating_add(1)
+            .saturating_sub(self.config.allowed_lateness);
+        if horizon <= self.horizon {
+            return Ok(());
+        }
+        self.horizon = horizon;
+        self.fire(horizon, out)
+    }
+
+    fn close(&mut self, out: &mut Output) -> Result<()> {
+        self.process_watermark(i64::MAX, out)
+    }
+}
