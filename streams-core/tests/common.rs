@@ -136,6 +136,7 @@ pub async fn reference(events: &[Event], sql: &str) -> Vec<String> {
 /// Runs `sql` on DataFusion's batch engine over several event tables (each with `tms`).
 pub async fn reference_tables(tables: &[(&str, &[Event])], sql: &str) -> Vec<String> {
     let ctx = SessionContext::new();
+    ctx.register_udaf(sum_of_squares());
     for (name, events) in tables {
         let b = with_tms(events);
         let table = MemTable::try_new(b.schema(), vec![vec![b]]).unwrap();
@@ -180,4 +181,60 @@ pub fn assert_same(got: &[String], expected: &[String], what: &str) {
 
 pub fn collect_sink() -> Arc<CollectSink> {
     Arc::new(CollectSink::new())
+}
+
+/// A user-defined aggregate, to show that windows take any UDAF: the sum of squares of BIGINTs.
+pub fn sum_of_squares() -> streams_core::datafusion::logical_expr::AggregateUDF {
+    use streams_core::datafusion::logical_expr::{Volatility, create_udaf};
+    create_udaf(
+        "sum_sq",
+        vec![DataType::Int64],
+        Arc::new(DataType::Int64),
+        Volatility::Immutable,
+        Arc::new(|_| Ok(Box::new(SumSq(0)))),
+        Arc::new(vec![DataType::Int64]),
+    )
+}
+
+#[derive(Debug)]
+struct SumSq(i64);
+
+impl streams_core::datafusion::logical_expr::Accumulator for SumSq {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> streams_core::datafusion::error::Result<()> {
+        use streams_core::arrow::array::AsArray;
+        use streams_core::arrow::datatypes::Int64Type;
+        for v in values[0].as_primitive::<Int64Type>().iter().flatten() {
+            self.0 += v * v;
+        }
+        Ok(())
+    }
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> streams_core::datafusion::error::Result<()> {
+        use streams_core::arrow::array::AsArray;
+        use streams_core::arrow::datatypes::Int64Type;
+        self.0 += states[0]
+            .as_primitive::<Int64Type>()
+            .iter()
+            .flatten()
+            .sum::<i64>();
+        Ok(())
+    }
+    fn state(
+        &mut self,
+    ) -> streams_core::datafusion::error::Result<Vec<streams_core::datafusion::scalar::ScalarValue>>
+    {
+        Ok(vec![streams_core::datafusion::scalar::ScalarValue::Int64(
+            Some(self.0),
+        )])
+    }
+    fn evaluate(
+        &mut self,
+    ) -> streams_core::datafusion::error::Result<streams_core::datafusion::scalar::ScalarValue>
+    {
+        Ok(streams_core::datafusion::scalar::ScalarValue::Int64(Some(
+            self.0,
+        )))
+    }
+    fn size(&self) -> usize {
+        std::mem::size_of::<Self>()
+    }
 }

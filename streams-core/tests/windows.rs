@@ -9,14 +9,15 @@ use std::time::Duration;
 
 use common::*;
 use streams_core::datafusion::functions_aggregate::expr_fn::{
-    approx_distinct, avg, count, count_distinct, max, median, min, sum,
+    approx_distinct, approx_percentile_cont, avg, count, count_distinct, max, median, min, sum,
 };
 use streams_core::datafusion::prelude::{col, lit};
 use streams_core::plan::{StreamPlanBuilder, WindowOptions};
 use streams_core::window::WindowSpec;
 
 const AGGS_SQL: &str = "count(*), sum(v), avg(v), min(v), max(v), count(DISTINCT v), \
-                        approx_distinct(v), median(v)";
+                        approx_distinct(v), median(v), \
+                        approx_percentile_cont(0.5) WITHIN GROUP (ORDER BY v), sum_sq(v)";
 
 fn aggs() -> Vec<streams_core::datafusion::prelude::Expr> {
     vec![
@@ -28,6 +29,8 @@ fn aggs() -> Vec<streams_core::datafusion::prelude::Expr> {
         count_distinct(col("v")).alias("d"),
         approx_distinct(col("v")).alias("ad"),
         median(col("v")).alias("med"),
+        approx_percentile_cont(col("v").sort(true, false), lit(0.5), None).alias("p50"),
+        sum_of_squares().call(vec![col("v")]).alias("sq"),
     ]
 }
 
@@ -57,7 +60,10 @@ async fn engine(
     let batches: Vec<_> = sink
         .batches()
         .iter()
-        .map(|b| b.project(&[0, 1, 3, 4, 5, 6, 7, 8, 9, 10, 11]).unwrap())
+        .map(|b| {
+            b.project(&[0, 1, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13])
+                .unwrap()
+        })
         .collect();
     lines(&batches)
 }

@@ -273,7 +273,13 @@ impl Compiler<'_> {
         for e in &w.aggr_expr {
             let lowered =
                 LoweredAggregateBuilder::new(e, in_schema, arrow_in, &props, &ctx).build()?;
-            if !lowered.order_bys.is_empty() {
+            // WITHIN GROUP (ORDER BY x) of a percentile is an argument, not an input order.
+            let agg = &lowered.aggregate;
+            let within_group = agg.fun().supports_within_group_clause();
+            if !lowered.order_bys.is_empty()
+                && !within_group
+                && !agg.order_sensitivity().is_insensitive()
+            {
                 return Err(Error::plan(format!(
                     "ORDER BY inside the aggregate {e} is not supported in windows yet"
                 )));
