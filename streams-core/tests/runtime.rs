@@ -295,3 +295,93 @@ async fn window_without_watermark_is_a_plan_error() {
     let err = compile(&[plan], &config(1)).unwrap_err().to_string();
     assert!(err.contains("needs event time"), "{err}");
 }
+
+#[tokio::test]
+async fn early_firing_emits_updates_before_the_final_result() {
+    let steps = vec![
+        Step::Batch(batch(&[ev(1, 1, 1_000), ev(1, 1, 2_000)])),
+        Step::Sleep(Duration::from_millis(60)),
+        Step::Batch(batch(&[ev(1, 1, 3_000)])),
+        Step::Sleep(Duration::from_millis(60)),
+        Step::Batch(batch(&[ev(1, 1, 4_000)])),
+    ];
+    let out = collect_sink();
+    let plan = StreamPlanBuilder::scan(
+        "t",
+        Arc::new(MemorySource::new("t", schema()).with_split(steps)),
+    )
+    .unwrap()
+    .watermark("ts", Duration::from_secs(1), None)
+    .unwrap()
+    .window_aggregate(
+        WindowSpec::Tumble {
+            size: 10_000,
+            offset: 0,
+        },
+        "ts",
+        vec![col("k")],
+        vec![count(lit(1)).alias("n")],
+        WindowOptions {
+            early_fire: Some(Duration::from_millis(30)),
+            ..WindowOptions::default()
+        },
+    )
+    .unwrap()
+    .sink("out", out.clone())
+    .unwrap();
+    run(plan, 1).await.unwrap();
+    // In arrival order: an update after the second and the third batch, then the final count.
+    let counts: Vec<i64> = out
+        .batches()
+        .iter()
+        .map(|b| {
+            b.column(4)
+                .as_any()
+                .downcast_ref::<streams_core::arrow::array::Int64Array>()
+                .unwrap()
+                .value(0)
+        })
+        .collect();
+    assert_eq!(counts, vec![3, 4, 4]);
+}
+
+#[tokio::test]
+async fn a_late_arriving_row_bridges_two_sessions() {
+    // Key k1 at 0 s and 10 s: two sessions with a 5 s gap, until 5 s arrives and joins them.
+    let steps = vec![
+        Step::Batch(batch(&[ev(1, 1, 0), ev(1, 10, 10_000), ev(2, 100, 1_000)])),
+        Step::Batch(batch(&[ev(1, 1_000, 5_000)])),
+    ];
+    let out = collect_sink();
+    let plan = StreamPlanBuilder::scan(
+        "t",
+        Arc::new(MemorySource::new("t", schema()).with_split(steps)),
+    )
+    .unwrap()
+    .watermark("ts", Duration::from_secs(20), None)
+    .unwrap()
+    .window_aggregate(
+        WindowSpec::Session { gap: 5_000 },
+        "ts",
+        vec![col("k")],
+        vec![count(lit(1)).alias("n"), sum(col("v")).alias("s")],
+        WindowOptions::default(),
+    )
+    .unwrap()
+    .sink("out", out.clone())
+    .unwrap();
+    run(plan, 2).await.unwrap();
+    let got: Vec<String> = lines(
+        &out.batches()
+            .iter()
+            .map(|b| b.project(&[0, 1, 3, 4, 5]).unwrap())
+            .collect::<Vec<_>>(),
+    );
+    assert_eq!(
+        got,
+        vec![
+            format!("{} | {} | k1 | 3 | 1011", T0, T0 + 15_000),
+            format!("{} | {} | k2 | 1 | 100", T0 + 1_000, T0 + 6_000),
+        ]
+    );
+}

@@ -83,7 +83,8 @@ pub struct WindowAggregate {
     aggs: Aggregates,
     state: State,
     watermark: Option<i64>,
-    last_early: Instant,
+    /// When the last early results went out (the first batch starts the clock).
+    last_early: Option<Instant>,
     metrics: Option<Arc<OperatorMetrics>>,
     context: String,
 }
@@ -130,7 +131,7 @@ impl WindowAggregate {
             aggs,
             state,
             watermark: None,
-            last_early: Instant::now(),
+            last_early: None,
             metrics: None,
             context: "window aggregate".into(),
         })
@@ -231,9 +232,9 @@ impl Operator for WindowAggregate {
             }
         }
         if let Some(every) = self.config.early_fire
-            && self.last_early.elapsed() >= every
+            && self.last_early.get_or_insert_with(Instant::now).elapsed() >= every
         {
-            self.last_early = Instant::now();
+            self.last_early = Some(Instant::now());
             if let State::Panes(p) = &mut self.state {
                 let current = p.peek(&self.aggs)?;
                 self.emit(current, out)?;
