@@ -149,6 +149,34 @@ impl JobMetrics {
         out
     }
 
+    /// One line per subtask, for a terminal: node, subtask, rows and batches in and out, late
+    /// rows, watermark, busy time and input queue fill.
+    pub fn render(&self) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::from(
+            "node                     subtask     rows in   batches    rows out   batches    late  \
+             watermark             busy ms  queue\n",
+        );
+        for m in self.snapshot() {
+            let wm = m.watermark.map_or("-".to_string(), |w| w.to_string());
+            let name = format!("[{}] {}", m.node, m.name);
+            let _ = writeln!(
+                out,
+                "{name:<24} {:>7} {:>11} {:>9} {:>11} {:>9} {:>7}  {wm:<20} {:>8} {:>3}/{}",
+                m.subtask,
+                m.rows_in,
+                m.batches_in,
+                m.rows_out,
+                m.batches_out,
+                m.late_rows,
+                m.busy.as_millis(),
+                m.queued,
+                m.capacity
+            );
+        }
+        out
+    }
+
     /// Sums a node's subtasks: (rows in, rows out, late rows).
     pub fn node_totals(&self, node: usize) -> (u64, u64, u64) {
         self.snapshot()

@@ -385,3 +385,33 @@ async fn a_late_arriving_row_bridges_two_sessions() {
         ]
     );
 }
+
+#[tokio::test]
+async fn an_operator_error_fails_the_job_and_names_the_operator() {
+    let rows: Vec<Event> = (0..100).map(|i| ev(i % 3, i as i64, i as i64)).collect();
+    let out = collect_sink();
+    let plan = StreamPlanBuilder::scan("t", Arc::new(source(&rows, 2, 10)))
+        .unwrap()
+        .project(vec![
+            col("k"),
+            (col("v") / (col("v") - col("v"))).alias("boom"),
+        ])
+        .unwrap()
+        .sink("out", out)
+        .unwrap();
+    let handle = launch(
+        compile(&[plan], &config(2)).unwrap(),
+        &RuntimeConfig::default(),
+    )
+    .unwrap();
+    let metrics = handle.metrics();
+    let err = tokio::time::timeout(Duration::from_secs(10), handle.wait())
+        .await
+        .expect("the job stops")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("project [1] subtask"), "{err}");
+    assert!(err.to_lowercase().contains("divide by zero"), "{err}");
+    let table = metrics.render();
+    assert!(table.contains("[1] project"), "{table}");
+}

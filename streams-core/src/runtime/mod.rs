@@ -229,12 +229,14 @@ impl JobHandle {
                 Err(_) => Error::Cancelled,
             };
             self.cancel.cancel();
-            match (&first, &err) {
-                (None, _) | (Some(Error::Cancelled), _) if !matches!(err, Error::Cancelled) => {
-                    first = Some(err);
-                }
-                (None, _) => first = Some(err),
-                _ => {}
+            // The cause, not the cancellations it set off in other tasks.
+            let replace = match &first {
+                None => true,
+                Some(Error::Cancelled) => !matches!(err, Error::Cancelled),
+                Some(_) => false,
+            };
+            if replace {
+                first = Some(err);
             }
         }
         match first {
