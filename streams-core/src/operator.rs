@@ -100,11 +100,12 @@ pub trait Operator: Send + Debug {
     /// single-input operator).
     fn process_batch(&mut self, input: usize, batch: RecordBatch, out: &mut Output) -> Result<()>;
 
-    /// The watermark over all inputs advanced to `watermark` (ms); fire what it completes. The
-    /// runtime forwards the watermark downstream after this returns, so results emitted here
-    /// precede it.
-    fn process_watermark(&mut self, _watermark: i64, _out: &mut Output) -> Result<()> {
-        Ok(())
+    /// The watermark over all inputs advanced to `watermark` (ms); fire what it completes.
+    /// Returns the watermark to forward downstream (after the results emitted here): the same
+    /// one, or an earlier one when the operator emits rows older than `watermark` (a join's
+    /// matches, a window's results within its allowed lateness), or `None` to forward nothing.
+    fn process_watermark(&mut self, watermark: i64, _out: &mut Output) -> Result<Option<i64>> {
+        Ok(Some(watermark))
     }
 
     /// Every input delivered the barrier of this checkpoint: snapshot state. Nothing else is

@@ -437,16 +437,18 @@ impl Compiler<'_> {
         self.graph
             .connect(right.node, 0, node, Exchange::Hash(right_keys));
         if let Some(sink) = &j.options.late_sink {
-            // Late rows of either side, as they came: the sink takes both schemas only when
-            // they are equal, so route the left side's schema and let the sink check.
-            let late = self.graph.add_sink(
-                "sink",
-                &format!("late rows of [{}]", node.0),
-                Arc::clone(&sink.0),
-                Arc::new(ls.as_arrow().clone()),
-                parallelism,
-            );
-            self.graph.connect(node, LATE_PORT, late, Exchange::Forward);
+            // Late rows leave as they came, each side on its own port with its own schema.
+            for (side, schema) in [("left", ls), ("right", rs)].into_iter().zip([0, 1]) {
+                let ((name, input_schema), port) = (side, LATE_PORT + schema);
+                let late = self.graph.add_sink(
+                    "sink",
+                    &format!("late {name} rows of [{}]", node.0),
+                    Arc::clone(&sink.0),
+                    Arc::new(input_schema.as_arrow().clone()),
+                    parallelism,
+                );
+                self.graph.connect(node, port, late, Exchange::Forward);
+            }
         }
         Ok(Stream {
             node,

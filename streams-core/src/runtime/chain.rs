@@ -41,6 +41,19 @@ pub(crate) struct Routing {
     pub(crate) metrics: Arc<OperatorMetrics>,
 }
 
+/// Runs a sink call unless the job is cancelled first: a hung external system must not keep
+/// `cancel` from stopping the job.
+async fn cancellable<T>(
+    cancel: &CancellationToken,
+    call: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    tokio::select! {
+        biased;
+        _ = cancel.cancelled() => Err(crate::Error::Cancelled),
+        r = call => r,
+    }
+}
+
 /// A chain of members run by one task.
 #[derive(Debug)]
 pub(crate) struct Chain {
@@ -65,7 +78,7 @@ impl Chain {
                             Arc::new(datafusion::arrow::datatypes::Schema::empty())
                         }),
                     };
-                    sink.start(&sctx)
+                    cancellable(&self.cancel, sink.start(&sctx))
                         .await
                         .map_err(|e| e.context(ctx.describe()))?;
                 }
@@ -105,7 +118,7 @@ impl Chain {
                 Work::Sink(sink) => {
                     for b in batches.drain(..) {
                         m.context.metrics.batch_in(b.num_rows());
-                        sink.write(b)
+                        cancellable(&self.cancel, sink.write(b))
                             .await
                             .map_err(|e| e.context(m.context.describe()))?;
                     }
@@ -149,27 +162,37 @@ impl Chain {
         Ok(())
     }
 
-    /// Event time advanced to `wm` on every input of the chain.
+    /// Event time advanced to `wm` on every input of the chain. Each member may hold back the
+    /// watermark it passes on.
     pub(crate) async fn watermark(&mut self, wm: i64) -> Result<()> {
+        let mut wm = wm;
         for k in 0..self.members.len() {
             let m = &mut self.members[k];
             m.context.metrics.set_watermark(wm);
             let mut out = Output::new();
-            match &mut m.work {
-                Work::Pass => {}
+            let forward = match &mut m.work {
+                Work::Pass => Some(wm),
                 Work::Operator(op) => {
                     let started = Instant::now();
-                    op.process_watermark(wm, &mut out)
+                    let f = op
+                        .process_watermark(wm, &mut out)
                         .map_err(|e| e.context(m.context.describe()))?;
                     m.context.metrics.busy(started.elapsed());
+                    f
                 }
-                Work::Sink(sink) => sink
-                    .watermark(wm)
-                    .await
-                    .map_err(|e| e.context(m.context.describe()))?,
-            }
+                Work::Sink(sink) => {
+                    cancellable(&self.cancel, sink.watermark(wm))
+                        .await
+                        .map_err(|e| e.context(m.context.describe()))?;
+                    Some(wm)
+                }
+            };
             let next = self.route(k, out).await?;
             self.run_from(k + 1, 0, next).await?;
+            let Some(f) = forward else {
+                return Ok(());
+            };
+            wm = f;
             self.broadcast(k, &Message::Watermark(Watermark::EventTime(wm)))
                 .await?;
         }
@@ -194,8 +217,7 @@ impl Chain {
                 Work::Operator(op) => op
                     .checkpoint(&barrier)
                     .map_err(|e| e.context(m.context.describe()))?,
-                Work::Sink(sink) => sink
-                    .pre_commit(barrier.id)
+                Work::Sink(sink) => cancellable(&self.cancel, sink.pre_commit(barrier.id))
                     .await
                     .map_err(|e| e.context(m.context.describe()))?,
             }
@@ -215,8 +237,7 @@ impl Chain {
                 Work::Operator(op) => op
                     .close(&mut out)
                     .map_err(|e| e.context(m.context.describe()))?,
-                Work::Sink(sink) => sink
-                    .close()
+                Work::Sink(sink) => cancellable(&self.cancel, sink.close())
                     .await
                     .map_err(|e| e.context(m.context.describe()))?,
             }

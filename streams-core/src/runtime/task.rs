@@ -54,10 +54,11 @@ impl ChainTask {
                     match self.inputs[i].rx.poll_recv(cx) {
                         Poll::Ready(Some(m)) => {
                             next = i + 1;
-                            return Poll::Ready(Some((i, m)));
+                            return Poll::Ready(Some(Ok((i, m))));
                         }
                         // The sender vanished without End: its task failed or was cancelled.
-                        Poll::Ready(None) => return Poll::Ready(Some((i, Message::End))),
+                        // Not an end of input: closing would publish partial results.
+                        Poll::Ready(None) => return Poll::Ready(Some(Err(Error::Cancelled))),
                         Poll::Pending => {}
                     }
                 }
@@ -71,12 +72,14 @@ impl ChainTask {
                 biased;
                 _ = cancel.cancelled() => return Err(Error::Cancelled),
                 m = polled => match m {
-                    Some(m) => m,
+                    Some(m) => m?,
                     None => break,
                 },
             };
             match msg {
                 Message::Data(batch) => {
+                    // Rows on an input marked idle make it hold the watermark back again.
+                    tracker.set_idle(i, false);
                     let input = self.inputs[i].input;
                     self.chain.run_from(0, input, vec![batch]).await?;
                 }
@@ -108,7 +111,7 @@ impl ChainTask {
                         };
                         self.chain.barrier(b).await?;
                     }
-                    if let Some(wm) = tracker.set_idle(i, true) {
+                    if let Some(wm) = tracker.end(i) {
                         self.chain.watermark(wm).await?;
                     }
                 }
@@ -225,6 +228,7 @@ impl SourceTask {
                                 s.declared = Some(s.declared.map_or(time, |d| d.max(time)));
                                 s.last_active = Instant::now();
                                 s.idle = false;
+                                idle_sent = false;
                                 if let Some(wm) = s.watermark() {
                                     tracker.update(split, wm);
                                 }
@@ -234,7 +238,7 @@ impl SourceTask {
                         SourceEvent::SplitEnd(split) => {
                             if let Some(s) = splits.get_mut(split) {
                                 s.ended = true;
-                                tracker.set_idle(split, true);
+                                tracker.end(split);
                             }
                             advance = true;
                         }

@@ -25,9 +25,11 @@ impl BoundedOutOfOrderness {
         self.max_seen = Some(self.max_seen.map_or(ts, |m| m.max(ts)));
     }
 
-    /// The current watermark; `None` before the first event.
+    /// The current watermark, `max - delay - 1`: a row at exactly `max - delay` is still on
+    /// time (Flink's bounded out-of-orderness does the same); `None` before the first event.
     pub fn watermark(&self) -> Option<i64> {
-        self.max_seen.map(|m| m.saturating_sub(self.delay))
+        self.max_seen
+            .map(|m| m.saturating_sub(self.delay).saturating_sub(1))
     }
 }
 
@@ -41,6 +43,7 @@ pub fn is_idle(last_active: i64, now: i64, idle_timeout: i64) -> bool {
 struct Input {
     watermark: Option<i64>,
     idle: bool,
+    ended: bool,
 }
 
 /// The watermark of something with several inputs (an operator's channels, a source's splits):
@@ -83,26 +86,39 @@ impl WatermarkTracker {
         self.recompute()
     }
 
-    /// Whether every input is idle (then the output is idle too).
+    /// Input `input` ended: it holds nothing back any more. Returns the combined watermark if
+    /// it advanced.
+    pub fn end(&mut self, input: usize) -> Option<i64> {
+        if let Some(i) = self.inputs.get_mut(input) {
+            i.ended = true;
+        }
+        self.recompute()
+    }
+
+    /// Whether every input that has not ended is idle (then the output is idle too).
     pub fn all_idle(&self) -> bool {
-        self.inputs.iter().all(|i| i.idle)
+        self.inputs.iter().filter(|i| !i.ended).all(|i| i.idle)
     }
 
     fn recompute(&mut self) -> Option<i64> {
-        let mut active = self.inputs.iter().filter(|i| !i.idle).peekable();
-        if active.peek().is_none() {
+        let mut live = self.inputs.iter().filter(|i| !i.ended).peekable();
+        let candidate = if live.peek().is_none() {
+            // Everything ended: every window may fire.
+            i64::MAX
+        } else if self.inputs.iter().filter(|i| !i.ended).all(|i| i.idle) {
+            if self.inputs.iter().any(|i| i.ended) {
+                // Idle inputs may resume with rows the ended ones say nothing about: wait.
+                return None;
+            }
             // Everything is idle: nothing holds the watermark back any more, so it may advance
             // to the furthest any input reached (Flink's watermark valve does the same).
-            let max = self.inputs.iter().filter_map(|i| i.watermark).max()?;
-            if self.current.is_none_or(|c| max > c) {
-                self.current = Some(max);
-                return self.current;
-            }
-            return None;
-        }
-        let min = active.map(|i| i.watermark).min()??;
-        if self.current.is_none_or(|c| min > c) {
-            self.current = Some(min);
+            self.inputs.iter().filter_map(|i| i.watermark).max()?
+        } else {
+            // An active input without a watermark yet holds everything back.
+            live.filter(|i| !i.idle).map(|i| i.watermark).min()??
+        };
+        if self.current.is_none_or(|c| candidate > c) {
+            self.current = Some(candidate);
             return self.current;
         }
         None
@@ -119,9 +135,9 @@ mod tests {
         assert_eq!(g.watermark(), None);
         g.observe(100);
         g.observe(90);
-        assert_eq!(g.watermark(), Some(95));
+        assert_eq!(g.watermark(), Some(94));
         g.observe(120);
-        assert_eq!(g.watermark(), Some(115));
+        assert_eq!(g.watermark(), Some(114));
     }
 
     #[test]
@@ -154,6 +170,20 @@ mod tests {
             "input 1 is active without a watermark"
         );
         assert_eq!(t.set_idle(1, true), Some(50));
+        // An ended input holds nothing back, but does not let idle ones jump ahead either.
+        let mut t = WatermarkTracker::new(3);
+        t.update(0, 10);
+        t.update(1, 20);
+        t.update(2, 30);
+        assert_eq!(t.end(0), Some(20));
+        assert_eq!(t.set_idle(1, true), Some(30));
+        assert_eq!(
+            t.set_idle(2, true),
+            None,
+            "idle inputs next to an ended one: wait"
+        );
+        assert_eq!(t.end(1), None);
+        assert_eq!(t.end(2), Some(i64::MAX));
     }
 
     #[test]

@@ -79,7 +79,9 @@ impl std::error::Error for InvalidWindow {}
 /// Start of the window of length `size` (aligned to `offset`) that holds `ts`; correct for
 /// negative times too.
 fn aligned_start(ts: i64, size: i64, offset: i64) -> i64 {
-    ts - (ts - offset).rem_euclid(size)
+    // In i128: times near the ends of the i64 range (a "never" timestamp) must not overflow.
+    let r = (i128::from(ts) - i128::from(offset)).rem_euclid(i128::from(size));
+    ts.saturating_sub(r as i64)
 }
 
 impl WindowSpec {
@@ -121,7 +123,13 @@ impl WindowSpec {
                 // start `slide` apart before it.
                 let last = aligned_start(ts, slide, 0);
                 let n = size / slide;
-                (last - (n - 1) * slide, n, slide, 0, size)
+                (
+                    last.saturating_sub((n - 1).saturating_mul(slide)),
+                    n,
+                    slide,
+                    0,
+                    size,
+                )
             }
             WindowSpec::Cumulate { step, max } => {
                 // Period start p; ts is in every [p, p + k*step) with p + k*step > ts.
@@ -133,10 +141,12 @@ impl WindowSpec {
             WindowSpec::Session { gap } => (ts, 1, 0, 0, gap),
         };
         (0..count.max(0)).map(move |i| {
-            let start = first + i * step_start;
+            let start = first.saturating_add(i.saturating_mul(step_start));
             Window {
                 start,
-                end: start + len + i * step_end,
+                end: start
+                    .saturating_add(len)
+                    .saturating_add(i.saturating_mul(step_end)),
             }
         })
     }

@@ -7,10 +7,8 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{
-    Array, BooleanArray, RecordBatch, TimestampMillisecondArray, UInt32Array,
-};
-use datafusion::arrow::compute::{filter_record_batch, take_record_batch};
+use datafusion::arrow::array::{Array, BooleanArray, RecordBatch, TimestampMillisecondArray};
+use datafusion::arrow::compute::filter_record_batch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::row::RowConverter;
 
@@ -35,7 +33,8 @@ pub struct IntervalJoinConfig {
     pub lower: i64,
     /// Largest `l.ts - r.ts` that joins, ms.
     pub upper: i64,
-    /// Whether late rows go to port [`LATE_PORT`].
+    /// Whether late rows go to side outputs: left rows to port [`LATE_PORT`], right rows to
+    /// the port after it.
     pub late_output: bool,
 }
 
@@ -109,12 +108,16 @@ impl IntervalJoin {
         let (lower, upper) = (self.config.lower, self.config.upper);
         let mut pairs = Pairs::default();
         if !other.rows.is_empty() {
-            for (i, key) in rows.iter().enumerate() {
+            for (i, key) in rows.rows.iter().enumerate() {
+                if !rows.is_valid(i) {
+                    continue;
+                }
                 let t = ts.value(i);
                 for &(b, r) in other.rows.matches(key.as_ref()) {
                     let o = other.times[b as usize].value(r as usize);
+                    let (t, o) = (i128::from(t), i128::from(o));
                     let diff = if side == 0 { t - o } else { o - t };
-                    if lower <= diff && diff <= upper {
+                    if i128::from(lower) <= diff && diff <= i128::from(upper) {
                         pairs.push(i, (b, r));
                     }
                 }
@@ -148,6 +151,14 @@ impl IntervalJoin {
             wm.saturating_sub(self.config.upper),
         ];
         for (side, threshold) in thresholds.into_iter().enumerate() {
+            // Most watermarks expire nothing: skip the rebuild unless some row is older.
+            let expires = self.sides[side].times.iter().any(|t| {
+                t.null_count() > 0
+                    || datafusion::arrow::compute::min(t).is_some_and(|m| m < threshold)
+            });
+            if !expires {
+                continue;
+            }
             let s = std::mem::take(&mut self.sides[side]);
             let mut kept = Side::default();
             let keys = if side == 0 {
@@ -213,24 +224,20 @@ impl Operator for IntervalJoin {
             self.config.right_time
         };
         let ts = event_times(batch.column(column))?;
-        let late: Vec<u32> = (0..batch.num_rows() as u32)
-            .filter(|&i| {
-                ts.is_null(i as usize) || self.watermark.is_some_and(|w| ts.value(i as usize) < w)
-            })
+        let late: BooleanArray = (0..batch.num_rows())
+            .map(|i| Some(ts.is_null(i) || self.watermark.is_some_and(|w| ts.value(i) < w)))
             .collect();
-        let (batch, ts) = if late.is_empty() {
+        let (batch, ts) = if late.true_count() == 0 {
             (batch, ts)
         } else {
-            let late_rows = take_record_batch(&batch, &UInt32Array::from(late.clone()))?;
+            let late_rows = filter_record_batch(&batch, &late)?;
             if let Some(m) = &self.metrics {
                 m.late(late_rows.num_rows());
             }
             if self.config.late_output {
-                out.emit_to(LATE_PORT, late_rows);
+                out.emit_to(LATE_PORT + side, late_rows);
             }
-            let keep: BooleanArray = (0..batch.num_rows() as u32)
-                .map(|i| Some(!late.contains(&i)))
-                .collect();
+            let keep = datafusion::arrow::compute::not(&late)?;
             let kept = filter_record_batch(&batch, &keep)?;
             let ts = event_times(kept.column(column))?;
             (kept, ts)
@@ -241,15 +248,22 @@ impl Operator for IntervalJoin {
         self.probe_and_store(side, batch, ts, out)
     }
 
-    fn process_watermark(&mut self, watermark: i64, out: &mut Output) -> Result<()> {
+    fn process_watermark(&mut self, watermark: i64, out: &mut Output) -> Result<Option<i64>> {
+        // Joined rows can be older than the watermark: a left row down to `wm + lower`, a right
+        // row down to `wm - upper`. Forward a watermark that none of them is behind.
+        let delay = 0i64
+            .max(self.config.lower.saturating_neg())
+            .max(self.config.upper);
+        let forward = watermark.saturating_sub(delay);
         if self.watermark.is_some_and(|w| w >= watermark) {
-            return Ok(());
+            return Ok(Some(forward));
         }
         self.watermark = Some(watermark);
-        self.evict(watermark, out)
+        self.evict(watermark, out)?;
+        Ok(Some(forward))
     }
 
     fn close(&mut self, out: &mut Output) -> Result<()> {
-        self.process_watermark(i64::MAX, out)
+        self.process_watermark(i64::MAX, out).map(|_| ())
     }
 }

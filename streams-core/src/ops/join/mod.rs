@@ -19,6 +19,7 @@ use std::sync::Arc;
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, RecordBatch, UInt32Array, new_null_array,
 };
+use datafusion::arrow::buffer::NullBuffer;
 use datafusion::arrow::compute::{interleave, take};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::row::{RowConverter, Rows, SortField};
@@ -50,17 +51,36 @@ pub struct JoinSpec {
     pub joined_schema: SchemaRef,
 }
 
+/// Row-format keys of a batch, and which rows have no null key part (SQL's `=` never matches
+/// a null, but the row format encodes every null alike).
+pub(crate) struct Keys {
+    pub(crate) rows: Rows,
+    valid: Option<NullBuffer>,
+}
+
+impl Keys {
+    pub(crate) fn is_valid(&self, row: usize) -> bool {
+        self.valid.as_ref().is_none_or(|v| v.is_valid(row))
+    }
+}
+
 /// Evaluates key expressions into row-format keys.
 pub(crate) fn key_rows(
     converter: &RowConverter,
     keys: &[Arc<dyn PhysicalExpr>],
     batch: &RecordBatch,
-) -> Result<Rows> {
+) -> Result<Keys> {
     let cols = keys
         .iter()
         .map(|k| k.evaluate(batch)?.into_array(batch.num_rows()))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(converter.convert_columns(&cols)?)
+    let valid = cols.iter().fold(None, |acc: Option<NullBuffer>, c| {
+        NullBuffer::union(acc.as_ref(), c.logical_nulls().as_ref())
+    });
+    Ok(Keys {
+        rows: converter.convert_columns(&cols)?,
+        valid,
+    })
 }
 
 pub(crate) fn converter(
@@ -82,9 +102,13 @@ pub(crate) struct Indexed {
 }
 
 impl Indexed {
-    pub(crate) fn insert(&mut self, batch: RecordBatch, keys: &Rows) {
+    /// Stores `batch`; rows with a null key are kept but never match.
+    pub(crate) fn insert(&mut self, batch: RecordBatch, keys: &Keys) {
         let b = self.batches.len() as u32;
-        for (r, key) in keys.iter().enumerate() {
+        for (r, key) in keys.rows.iter().enumerate() {
+            if !keys.is_valid(r) {
+                continue;
+            }
             match self.index.get_mut(key.as_ref()) {
                 Some(list) => list.push((b, r as u32)),
                 None => {

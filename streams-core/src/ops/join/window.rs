@@ -36,7 +36,8 @@ pub struct WindowJoinConfig {
     pub output_schema: SchemaRef,
     /// Extra wait for late rows after a window's end, ms.
     pub allowed_lateness: i64,
-    /// Whether late rows go to port [`LATE_PORT`] (from either side, as they came).
+    /// Whether late rows go to side outputs, as they came: left rows to port [`LATE_PORT`],
+    /// right rows to the port after it.
     pub late_output: bool,
 }
 
@@ -88,9 +89,14 @@ impl WindowJoin {
         let ready = std::mem::replace(&mut self.windows, later);
         for (end, [left, right]) in ready {
             let start = match self.config.window {
-                WindowSpec::Cumulate { max, .. } => end - 1 - (end - 1).rem_euclid(max),
-                WindowSpec::Tumble { size, .. } | WindowSpec::Hop { size, .. } => end - size,
-                WindowSpec::Session { gap } => end - gap,
+                WindowSpec::Cumulate { max, .. } => {
+                    let last = end.saturating_sub(1);
+                    last.saturating_sub(last.rem_euclid(max))
+                }
+                WindowSpec::Tumble { size, .. } | WindowSpec::Hop { size, .. } => {
+                    end.saturating_sub(size)
+                }
+                WindowSpec::Session { gap } => end.saturating_sub(gap),
             };
             if left.is_empty() {
                 continue;
@@ -111,7 +117,10 @@ impl WindowJoin {
         }
         let probe_keys = key_rows(&self.converter.0, &spec.left_keys, &left)?;
         let mut pairs = Pairs::default();
-        for (i, key) in probe_keys.iter().enumerate() {
+        for (i, key) in probe_keys.rows.iter().enumerate() {
+            if !probe_keys.is_valid(i) {
+                continue;
+            }
             for &m in build.matches(key.as_ref()) {
                 pairs.push(i, m);
             }
@@ -186,7 +195,7 @@ impl Operator for WindowJoin {
             }
             if self.config.late_output {
                 out.emit_to(
-                    LATE_PORT,
+                    LATE_PORT + side,
                     take_record_batch(&batch, &UInt32Array::from(late))?,
                 );
             }
@@ -202,18 +211,19 @@ impl Operator for WindowJoin {
         Ok(())
     }
 
-    fn process_watermark(&mut self, watermark: i64, out: &mut Output) -> Result<()> {
+    fn process_watermark(&mut self, watermark: i64, out: &mut Output) -> Result<Option<i64>> {
+        let forward = watermark.saturating_sub(self.config.allowed_lateness);
         let horizon = watermark
             .saturating_add(1)
             .saturating_sub(self.config.allowed_lateness);
-        if horizon <= self.horizon {
-            return Ok(());
+        if horizon > self.horizon {
+            self.horizon = horizon;
+            self.fire(horizon, out)?;
         }
-        self.horizon = horizon;
-        self.fire(horizon, out)
+        Ok(Some(forward))
     }
 
     fn close(&mut self, out: &mut Output) -> Result<()> {
-        self.process_watermark(i64::MAX, out)
+        self.process_watermark(i64::MAX, out).map(|_| ())
     }
 }

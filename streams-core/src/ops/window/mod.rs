@@ -144,26 +144,28 @@ impl WindowAggregate {
             .saturating_sub(self.config.allowed_lateness)
     }
 
-    fn late_mask(&self, ts: &TimestampMillisecondArray) -> Option<BooleanArray> {
+    /// Late rows of pane-based windows: no time, or the last window holding them has fired.
+    fn late_mask(&self, panes: &Panes, ts: &TimestampMillisecondArray) -> Option<BooleanArray> {
         let horizon = self.watermark.map(|wm| self.horizon(wm));
         if horizon.is_none() && ts.null_count() == 0 {
             return None;
         }
         let late: BooleanArray = (0..ts.len())
-            .map(|i| {
-                Some(
-                    ts.is_null(i)
-                        || horizon.is_some_and(|h| {
-                            let t = ts.value(i);
-                            match &self.state {
-                                State::Panes(p) => p.is_late(t, h),
-                                State::Sessions(s) => s.is_late(t, h),
-                            }
-                        }),
-                )
-            })
+            .map(|i| Some(ts.is_null(i) || horizon.is_some_and(|h| panes.is_late(ts.value(i), h))))
             .collect();
         (late.true_count() > 0).then_some(late)
+    }
+
+    /// Counts late rows and sends them to the side output if configured.
+    fn route_late(&self, batch: &RecordBatch, late: &BooleanArray, out: &mut Output) -> Result<()> {
+        let late_rows = filter_record_batch(batch, late)?;
+        if let Some(m) = &self.metrics {
+            m.late(late_rows.num_rows());
+        }
+        if self.config.late_output {
+            out.emit_to(LATE_PORT, late_rows);
+        }
+        Ok(())
     }
 
     fn emit(&self, fired: Vec<Fired>, out: &mut Output) -> Result<()> {
@@ -182,7 +184,7 @@ impl WindowAggregate {
                 Bounds::One(w) => (vec![w.start; f.rows], vec![w.end; f.rows]),
                 Bounds::PerRow(s, e) => (s, e),
             };
-            let times: Vec<i64> = ends.iter().map(|e| e - 1).collect();
+            let times: Vec<i64> = ends.iter().map(|e| e.saturating_sub(1)).collect();
             let ts = |v: Vec<i64>| -> ArrayRef {
                 Arc::new(TimestampMillisecondArray::from(v).with_timezone_opt(tz.clone()))
             };
@@ -208,27 +210,37 @@ impl Operator for WindowAggregate {
 
     fn process_batch(&mut self, _input: usize, batch: RecordBatch, out: &mut Output) -> Result<()> {
         let column = batch.column(self.config.time_column);
-        let mut ts = event_times(column)?;
-        let mut batch = batch;
-        if let Some(late) = self.late_mask(&ts) {
-            let late_rows = filter_record_batch(&batch, &late)?;
-            if let Some(m) = &self.metrics {
-                m.late(late_rows.num_rows());
+        let ts = event_times(column)?;
+        let horizon = self.watermark.map(|wm| self.horizon(wm));
+        match &self.state {
+            State::Sessions(_) => {
+                let inputs: Inputs = self.aggs.inputs(&batch)?;
+                let late = match &mut self.state {
+                    State::Sessions(s) => s.add(&ts, inputs, horizon)?,
+                    State::Panes(_) => None,
+                };
+                if let Some(late) = late {
+                    self.route_late(&batch, &late, out)?;
+                }
             }
-            if self.config.late_output {
-                out.emit_to(LATE_PORT, late_rows);
-            }
-            let keep = datafusion::arrow::compute::not(&late)?;
-            batch = filter_record_batch(&batch, &keep)?;
-            ts = filter(&ts, &keep)?
-                .as_primitive::<TimestampMillisecondType>()
-                .clone();
-        }
-        if batch.num_rows() > 0 {
-            let inputs: Inputs = self.aggs.inputs(&batch)?;
-            match &mut self.state {
-                State::Panes(p) => p.add(ts.values(), inputs, &self.aggs)?,
-                State::Sessions(s) => s.add(ts.values(), inputs)?,
+            State::Panes(p) => {
+                let (batch, ts) = match self.late_mask(p, &ts) {
+                    None => (batch, ts),
+                    Some(late) => {
+                        self.route_late(&batch, &late, out)?;
+                        let keep = datafusion::arrow::compute::not(&late)?;
+                        let ts = filter(&ts, &keep)?
+                            .as_primitive::<TimestampMillisecondType>()
+                            .clone();
+                        (filter_record_batch(&batch, &keep)?, ts)
+                    }
+                };
+                if batch.num_rows() > 0 {
+                    let inputs: Inputs = self.aggs.inputs(&batch)?;
+                    if let State::Panes(p) = &mut self.state {
+                        p.add(ts.values(), inputs, &self.aggs)?;
+                    }
+                }
             }
         }
         if let Some(every) = self.config.early_fire
@@ -243,9 +255,12 @@ impl Operator for WindowAggregate {
         Ok(())
     }
 
-    fn process_watermark(&mut self, watermark: i64, out: &mut Output) -> Result<()> {
+    fn process_watermark(&mut self, watermark: i64, out: &mut Output) -> Result<Option<i64>> {
+        // Results of windows fired within the allowed lateness are that much older than the
+        // watermark: hold it back so they are not late downstream.
+        let forward = watermark.saturating_sub(self.config.allowed_lateness);
         if self.watermark.is_some_and(|w| w >= watermark) {
-            return Ok(());
+            return Ok(Some(forward));
         }
         self.watermark = Some(watermark);
         let horizon = self.horizon(watermark);
@@ -253,12 +268,13 @@ impl Operator for WindowAggregate {
             State::Panes(p) => p.fire(horizon, &self.aggs)?,
             State::Sessions(s) => s.fire(horizon, &self.aggs)?.into_iter().collect(),
         };
-        self.emit(fired, out)
+        self.emit(fired, out)?;
+        Ok(Some(forward))
     }
 
     fn close(&mut self, out: &mut Output) -> Result<()> {
         // A bounded input ends with the final watermark, which fired everything; this covers
         // inputs that ended without one.
-        self.process_watermark(i64::MAX, out)
+        self.process_watermark(i64::MAX, out).map(|_| ())
     }
 }

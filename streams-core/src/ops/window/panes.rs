@@ -49,7 +49,8 @@ pub(crate) struct Panes {
 }
 
 fn aligned(ts: i64, size: i64, offset: i64) -> i64 {
-    ts - (ts - offset).rem_euclid(size)
+    let r = (i128::from(ts) - i128::from(offset)).rem_euclid(i128::from(size));
+    ts.saturating_sub(r as i64)
 }
 
 impl Panes {
@@ -87,9 +88,11 @@ impl Panes {
 
     fn window_of_end(&self, end: i64) -> Window {
         let start = match self.spec {
-            WindowSpec::Tumble { size, .. } | WindowSpec::Hop { size, .. } => end - size,
-            WindowSpec::Cumulate { max, .. } => aligned(end - 1, max, 0),
-            WindowSpec::Session { gap } => end - gap,
+            WindowSpec::Tumble { size, .. } | WindowSpec::Hop { size, .. } => {
+                end.saturating_sub(size)
+            }
+            WindowSpec::Cumulate { max, .. } => aligned(end.saturating_sub(1), max, 0),
+            WindowSpec::Session { gap } => end.saturating_sub(gap),
         };
         Window { start, end }
     }
@@ -106,7 +109,7 @@ impl Panes {
             return Ok(());
         };
         let first = self.pane_start(first);
-        let (lo, hi) = (first, first + self.pane_size);
+        let (lo, hi) = (first, first.saturating_add(self.pane_size));
         if ts.iter().all(|&t| lo <= t && t < hi) {
             return self.pane(first, aggs)?.update(&inputs);
         }

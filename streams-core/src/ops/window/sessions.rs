@@ -7,8 +7,8 @@
 
 use std::collections::HashMap;
 
-use datafusion::arrow::array::{ArrayRef, BooleanArray};
-use datafusion::arrow::compute::filter;
+use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, TimestampMillisecondArray};
+use datafusion::arrow::compute::{and, filter};
 use datafusion::arrow::row::{RowConverter, Rows, SortField};
 use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
 
@@ -82,24 +82,61 @@ impl Sessions {
         })
     }
 
-    /// Whether a row at `ts` could only start a session that has already fired.
-    pub(crate) fn is_late(&self, ts: i64, horizon: i64) -> bool {
-        ts.saturating_add(self.gap) <= horizon
-    }
-
-    /// Aggregates rows (none late) into their keys' sessions.
-    pub(crate) fn add(&mut self, ts: &[i64], inputs: Inputs) -> Result<()> {
+    /// Aggregates rows into their keys' sessions, except late ones: rows without a time, and
+    /// rows whose own session `[ts, ts + gap)` has ended at `horizon` and that touch no open
+    /// session of their key (such a row would still merge into it). Returns the late rows.
+    pub(crate) fn add(
+        &mut self,
+        ts: &TimestampMillisecondArray,
+        inputs: Inputs,
+        horizon: Option<i64>,
+    ) -> Result<Option<BooleanArray>> {
         let ids = self.key_ids(&inputs.keys, ts.len())?;
         let mut groups = std::mem::take(&mut self.scratch);
         groups.clear();
-        for (&key, &t) in ids.iter().zip(ts) {
-            groups.push(self.insert(key as usize, t) as usize);
+        let mut late = vec![false; ts.len()];
+        let mut late_count = 0;
+        for (i, &key) in ids.iter().enumerate() {
+            let key = key as usize;
+            let t = ts.value(i);
+            let gone = ts.is_null(i)
+                || horizon
+                    .is_some_and(|h| t.saturating_add(self.gap) <= h && !self.touches(key, t));
+            if gone {
+                late[i] = true;
+                late_count += 1;
+                // Filtered out below; any existing group index will do.
+                groups.push(0);
+            } else {
+                groups.push(self.insert(key, t) as usize);
+            }
         }
-        for ((acc, args), filter) in self.accs.iter_mut().zip(&inputs.args).zip(&inputs.filters) {
-            acc.update_batch(args, &groups, filter.as_ref(), self.slots)?;
+        if late_count < ts.len() {
+            let on_time = (late_count > 0)
+                .then(|| BooleanArray::from(late.iter().map(|l| !l).collect::<Vec<_>>()));
+            for ((acc, args), filter) in self.accs.iter_mut().zip(&inputs.args).zip(&inputs.filters)
+            {
+                let filter = match (filter, &on_time) {
+                    (f, None) => f.clone(),
+                    (None, Some(o)) => Some(o.clone()),
+                    (Some(f), Some(o)) => Some(and(f, o)?),
+                };
+                acc.update_batch(args, &groups, filter.as_ref(), self.slots)?;
+            }
         }
         self.scratch = groups;
-        Ok(())
+        Ok((late_count > 0).then(|| BooleanArray::from(late)))
+    }
+
+    /// Whether a row of `key` at `ts` touches one of its open sessions.
+    fn touches(&self, key: usize, ts: i64) -> bool {
+        let Some(sessions) = self.open.get(key) else {
+            return false;
+        };
+        let i = sessions.partition_point(|s| s.window.end < ts);
+        sessions
+            .get(i)
+            .is_some_and(|s| s.window.start <= ts.saturating_add(self.gap))
     }
 
     fn key_ids(&mut self, keys: &[ArrayRef], rows: usize) -> Result<Vec<u32>> {
