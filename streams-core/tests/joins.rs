@@ -12,6 +12,7 @@ use common::*;
 use streams_core::datafusion::prelude::{Expr, col};
 use streams_core::ops::join::JoinType;
 use streams_core::plan::{StreamJoinKind, StreamPlanBuilder, WindowOptions};
+use streams_core::testing::{MemorySource, Step};
 use streams_core::window::WindowSpec;
 
 async fn engine(
@@ -161,15 +162,22 @@ async fn join_results_are_not_late_for_a_window_downstream() {
         })
         .collect();
     let sink = collect_sink();
-    let side = |name: &str, events: &[Event]| {
-        StreamPlanBuilder::scan(name, Arc::new(source(events, 1, 50)))
-            .unwrap()
-            .watermark("ts", Duration::from_millis(1), None)
-            .unwrap()
+    // The right side starts late, so the left side is far ahead and the join's watermark is
+    // the right side's.
+    let side = |name: &str, events: &[Event], pause: u64| {
+        let mut steps = vec![Step::Sleep(Duration::from_millis(pause))];
+        steps.extend(events.chunks(50).map(|c| Step::Batch(batch(c))));
+        StreamPlanBuilder::scan(
+            name,
+            Arc::new(MemorySource::new(name, schema()).with_split(steps)),
+        )
+        .unwrap()
+        .watermark("ts", Duration::from_millis(1), None)
+        .unwrap()
     };
-    let plan = side("l", &left)
+    let plan = side("l", &left, 0)
         .join(
-            side("r", &right),
+            side("r", &right, 200),
             StreamJoinKind::Interval {
                 lower: -5_000,
                 upper: -5_000,
@@ -227,7 +235,6 @@ async fn null_keys_never_match() {
         Int64Array, RecordBatch, StringArray, TimestampMillisecondArray,
     };
     use streams_core::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
-    use streams_core::testing::MemorySource;
     let schema = Arc::new(Schema::new(vec![
         Field::new("k", DataType::Utf8, true),
         Field::new("v", DataType::Int64, false),
