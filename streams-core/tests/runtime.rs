@@ -415,3 +415,53 @@ async fn an_operator_error_fails_the_job_and_names_the_operator() {
     let table = metrics.render();
     assert!(table.contains("[1] project"), "{table}");
 }
+
+#[tokio::test]
+async fn explicit_source_watermarks_fire_windows_and_make_rows_late() {
+    // An hour of allowed disorder: only the source's own watermark (20 s) closes windows.
+    let steps = vec![
+        Step::Batch(batch(&[ev(1, 1, 1_000), ev(1, 2, 12_000)])),
+        Step::Watermark(T0 + 20_000),
+        Step::Batch(batch(&[ev(1, 100, 5_000), ev(1, 4, 25_000)])),
+    ];
+    let out = collect_sink();
+    let plan = StreamPlanBuilder::scan(
+        "t",
+        Arc::new(MemorySource::new("t", schema()).with_split(steps)),
+    )
+    .unwrap()
+    .watermark("ts", Duration::from_secs(3600), None)
+    .unwrap()
+    .window_aggregate(
+        WindowSpec::Tumble {
+            size: 10_000,
+            offset: 0,
+        },
+        "ts",
+        vec![col("k")],
+        vec![count(lit(1)).alias("n"), sum(col("v")).alias("s")],
+        WindowOptions::default(),
+    )
+    .unwrap()
+    .sink("out", out.clone())
+    .unwrap();
+    let handle = launch(
+        compile(&[plan], &config(1)).unwrap(),
+        &RuntimeConfig::default(),
+    )
+    .unwrap();
+    let metrics = handle.metrics();
+    handle.wait().await.unwrap();
+    assert_eq!(
+        results(&out),
+        vec![
+            format!("{} | k1 | 1 | 1", T0),
+            format!("{} | k1 | 1 | 2", T0 + 10_000),
+            format!("{} | k1 | 1 | 4", T0 + 20_000),
+        ]
+    );
+    assert_eq!(
+        metrics.snapshot().iter().map(|m| m.late_rows).sum::<u64>(),
+        1
+    );
+}

@@ -147,8 +147,12 @@ impl WindowAggregate {
     /// Late rows of pane-based windows: no time, or the last window holding them has fired.
     fn late_mask(&self, panes: &Panes, ts: &TimestampMillisecondArray) -> Option<BooleanArray> {
         let horizon = self.watermark.map(|wm| self.horizon(wm));
-        if horizon.is_none() && ts.null_count() == 0 {
-            return None;
+        if ts.null_count() == 0 {
+            // Lateness grows as time falls: if the oldest row is on time, all are.
+            let oldest = datafusion::arrow::compute::min(ts)?;
+            if horizon.is_none_or(|h| !panes.is_late(oldest, h)) {
+                return None;
+            }
         }
         let late: BooleanArray = (0..ts.len())
             .map(|i| Some(ts.is_null(i) || horizon.is_some_and(|h| panes.is_late(ts.value(i), h))))
