@@ -10,7 +10,8 @@ use datafusion::common::config::ConfigOptions;
 use datafusion::execution::context::ExecutionProps;
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
 use datafusion::logical_expr::{Expr, LogicalPlan, UserDefinedLogicalNodeCore};
-use datafusion::optimizer::Analyzer;
+use datafusion::optimizer::simplify_expressions::SimplifyExpressions;
+use datafusion::optimizer::{Analyzer, Optimizer, OptimizerContext, OptimizerRule};
 use datafusion::physical_expr::aggregate::LoweredAggregateBuilder;
 use datafusion::physical_expr::{PhysicalExpr, create_physical_expr};
 
@@ -56,9 +57,17 @@ struct Stream {
 pub fn compile(plans: &[LogicalPlan], config: &JobConfig) -> Result<JobGraph> {
     let mut graph = JobGraph::new();
     for plan in plans {
+        // Type coercion, then constant folding and simplification (casts of literals, `x AND
+        // true`, ...): rewrites that cannot change a streaming plan's meaning.
         let plan = Analyzer::new().execute_and_check(
             plan.clone(),
             &ConfigOptions::default(),
+            |_, _| {},
+        )?;
+        let simplify: Arc<dyn OptimizerRule + Send + Sync> = Arc::new(SimplifyExpressions::new());
+        let plan = Optimizer::with_rules(vec![simplify]).optimize(
+            plan,
+            &OptimizerContext::new(),
             |_, _| {},
         )?;
         if downcast::<SinkNode>(&plan).is_none() {
