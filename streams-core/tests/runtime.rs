@@ -26,9 +26,10 @@ fn ev(key: u32, value: i64, offset_ms: i64) -> Event {
     }
 }
 
-/// TUMBLE(10 s) count and sum per key over a one-split source, 1 s out of orderness.
+/// TUMBLE(10 s) count and sum per key over a one-split source with `bound` out of orderness.
 fn tumble_job(
     steps: Vec<Step>,
+    bound: Duration,
     lateness: Duration,
     late: Option<Arc<CollectSink>>,
 ) -> (
@@ -46,7 +47,7 @@ fn tumble_job(
         Arc::new(MemorySource::new("t", schema()).with_split(steps)),
     )
     .unwrap()
-    .watermark("ts", Duration::from_secs(1), None)
+    .watermark("ts", bound, None)
     .unwrap()
     .window_aggregate(
         WindowSpec::Tumble {
@@ -82,6 +83,7 @@ async fn late_rows_are_counted_routed_and_left_out() {
     let late = collect_sink();
     let (plan, out) = tumble_job(
         vec![Step::Batch(on_time), Step::Batch(second)],
+        Duration::from_secs(1),
         Duration::ZERO,
         Some(late.clone()),
     );
@@ -118,6 +120,7 @@ async fn allowed_lateness_keeps_windows_open() {
     // With 10 s of lateness, [10, 20) fires only at a watermark of 29.999 s: 15 s still counts.
     let (plan, out) = tumble_job(
         vec![Step::Batch(first), Step::Batch(second)],
+        Duration::from_secs(1),
         Duration::from_secs(10),
         None,
     );
@@ -427,27 +430,7 @@ async fn explicit_source_watermarks_fire_windows_and_make_rows_late() {
         Step::Watermark(T0 + 20_000),
         Step::Batch(batch(&[ev(1, 100, 5_000), ev(1, 4, 25_000)])),
     ];
-    let out = collect_sink();
-    let plan = StreamPlanBuilder::scan(
-        "t",
-        Arc::new(MemorySource::new("t", schema()).with_split(steps)),
-    )
-    .unwrap()
-    .watermark("ts", Duration::from_secs(3600), None)
-    .unwrap()
-    .window_aggregate(
-        WindowSpec::Tumble {
-            size: 10_000,
-            offset: 0,
-        },
-        "ts",
-        vec![col("k")],
-        vec![count(lit(1)).alias("n"), sum(col("v")).alias("s")],
-        WindowOptions::default(),
-    )
-    .unwrap()
-    .sink("out", out.clone())
-    .unwrap();
+    let (plan, out) = tumble_job(steps, Duration::from_secs(3600), Duration::ZERO, None);
     let handle = launch(
         compile(&[plan], &config(1)).unwrap(),
         &RuntimeConfig::default(),
