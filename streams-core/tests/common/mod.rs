@@ -1,7 +1,8 @@
 //! Shared helpers of the engine tests: generated event streams, running a plan to completion,
 //! and running the reference query on DataFusion's batch engine.
 
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, reason = "each test file uses a part")]
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
 
 use std::sync::Arc;
 use std::time::Duration;
