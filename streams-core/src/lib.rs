@@ -4,8 +4,7 @@
 //! plus streaming extension nodes (watermark, window aggregate, stream join, sink). This crate
 //! turns that plan into a topology of operator nodes with a parallelism each, runs it on tokio
 //! over Arrow record batches, and coordinates watermarks and checkpoints. It defines the
-//! `Source`, `Sink` and `Operator` traits (the connector registry that the binary fills comes
-//! with the SQL frontend).
+//! `Source`, `Sink` and `Operator` traits and the [`connector`] registry that the binary fills.
 //!
 //! The pieces, upstream to downstream:
 //! - [`plan`]: the extension nodes ([`plan::StreamScan`], [`plan::WatermarkNode`],
@@ -75,6 +74,7 @@
 //! connectors (`streams-connectors`). See `../shared/DESIGN.md`.
 
 pub mod checkpoint;
+pub mod connector;
 mod error;
 pub mod message;
 pub mod metrics;
