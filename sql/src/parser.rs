@@ -1,0 +1,237 @@
+//! Splitting a script into statements and parsing them. Everything DataFusion's parser knows
+//! is parsed by sqlparser (with [`FlinkDialect`]); `CREATE TABLE`, whose Flink form carries
+//! `WATERMARK FOR`, computed columns and `WITH` options, is parsed here with the same parser's
+//! token API, so positions in errors stay those of the original text.
+
+use streams_core::datafusion::sql::sqlparser::ast::{
+    ColumnDef, Expr, Ident, ObjectName, Statement,
+};
+use streams_core::datafusion::sql::sqlparser::keywords::Keyword;
+use streams_core::datafusion::sql::sqlparser::parser::{Parser, ParserError};
+use streams_core::datafusion::sql::sqlparser::tokenizer::{Location, Token};
+
+use crate::dialect::FlinkDialect;
+use crate::{Error, Result};
+
+/// `WATERMARK FOR column AS expr`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WatermarkDef {
+    /// The event-time column.
+    pub column: Ident,
+    /// The watermark expression, usually `column - INTERVAL '5' SECOND`.
+    pub expr: Expr,
+}
+
+/// A Flink `CREATE TABLE`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CreateTable {
+    /// Table name.
+    pub name: ObjectName,
+    /// `CREATE TEMPORARY TABLE`.
+    pub temporary: bool,
+    /// `IF NOT EXISTS`.
+    pub if_not_exists: bool,
+    /// Physical columns, in order.
+    pub columns: Vec<ColumnDef>,
+    /// Computed columns `name AS expr`, in order, after the physical ones.
+    pub computed: Vec<(Ident, Expr)>,
+    /// The watermark declaration, if any.
+    pub watermark: Option<WatermarkDef>,
+    /// `PRIMARY KEY (...) NOT ENFORCED` columns.
+    pub primary_key: Vec<Ident>,
+    /// `WITH ('key' = 'value', ...)`, in order.
+    pub options: Vec<(String, String)>,
+    /// Where the statement starts.
+    pub location: Location,
+}
+
+/// One statement of a script.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StreamStatement {
+    /// `CREATE TABLE` in Flink's form.
+    CreateTable(Box<CreateTable>),
+    /// Anything else, as sqlparser parsed it, with where it starts.
+    Sql(Box<Statement>, Location),
+}
+
+/// Parses a script of `;`-separated statements.
+pub fn parse_script(sql: &str) -> Result<Vec<StreamStatement>> {
+    let dialect = FlinkDialect::default();
+    let parse_error = |e| parse_error(e, sql);
+    let mut parser = Parser::new(&dialect)
+        .try_with_sql(sql)
+        .map_err(parse_error)?;
+    let mut out = Vec::new();
+    loop {
+        while parser.consume_token(&Token::SemiColon) {}
+        if parser.peek_token().token == Token::EOF {
+            break;
+        }
+        let location = parser.peek_token().span.start;
+        let statement = if is_create_table(&parser) {
+            StreamStatement::CreateTable(Box::new(
+                create_table(&mut parser, location).map_err(parse_error)?,
+            ))
+        } else {
+            let s = parser.parse_statement().map_err(parse_error)?;
+            StreamStatement::Sql(Box::new(s), location)
+        };
+        out.push(statement);
+        let next = parser.peek_token();
+        if next.token != Token::EOF && next.token != Token::SemiColon {
+            return Err(Error::Parse {
+                line: next.span.start.line,
+                column: next.span.start.column,
+                message: format!(
+                    "expected ';' or the end of the script, found {}",
+                    next.token
+                ),
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn parse_error(e: ParserError, sql: &str) -> Error {
+    let text = match e {
+        ParserError::TokenizerError(m) | ParserError::ParserError(m) => m,
+        ParserError::RecursionLimitExceeded => "the statement nests too deeply".to_string(),
+    };
+    // sqlparser appends " at Line: L, Column: C"; keep the message and lift the position.
+    if let Some(at) = text.rfind(" at Line: ") {
+        let (message, position) = text.split_at(at);
+        let mut nums = position
+            .split(|c: char| !c.is_ascii_digit())
+            .filter(|p| !p.is_empty())
+            .filter_map(|p| p.parse::<u64>().ok());
+        if let (Some(line), Some(column)) = (nums.next(), nums.next())
+            && line > 0
+        {
+            return Error::Parse {
+                line,
+                column,
+                message: message.trim_start_matches("sql parser error: ").to_string(),
+            };
+        }
+    }
+    // Errors at the end of the text (an unfinished statement) come without a position.
+    let line = sql.split('\n').count() as u64;
+    let column = sql.rsplit('\n').next().map_or(0, |l| l.chars().count()) as u64 + 1;
+    let message = match text.rfind(" at Line: ") {
+        Some(at) => text[..at].to_string(),
+        None => text,
+    };
+    Error::Parse {
+        line,
+        column,
+        message: message.trim_start_matches("sql parser error: ").to_string(),
+    }
+}
+
+fn is_create_table(p: &Parser) -> bool {
+    let word = |n: usize| match &p.peek_nth_token(n).token {
+        Token::Word(w) => Some(w.keyword),
+        _ => None,
+    };
+    word(0) == Some(Keyword::CREATE)
+        && (word(1) == Some(Keyword::TABLE)
+            || (word(1) == Some(Keyword::TEMPORARY) && word(2) == Some(Keyword::TABLE)))
+}
+
+fn create_table(p: &mut Parser, location: Location) -> Result<CreateTable, ParserError> {
+    p.expect_keyword(Keyword::CREATE)?;
+    let temporary = p.parse_keyword(Keyword::TEMPORARY);
+    p.expect_keyword(Keyword::TABLE)?;
+    let if_not_exists = p.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
+    let name = p.parse_object_name(false)?;
+    let mut table = CreateTable {
+        name,
+        temporary,
+        if_not_exists,
+        columns: Vec::new(),
+        computed: Vec::new(),
+        watermark: None,
+        primary_key: Vec::new(),
+        options: Vec::new(),
+        location,
+    };
+    p.expect_token(&Token::LParen)?;
+    loop {
+        table_element(p, &mut table)?;
+        if p.consume_token(&Token::Comma) {
+            continue;
+        }
+        p.expect_token(&Token::RParen)?;
+        break;
+    }
+    if p.parse_keyword(Keyword::COMMENT) {
+        p.parse_literal_string()?;
+    }
+    if p.parse_keywords(&[Keyword::PARTITIONED, Keyword::BY]) {
+        p.expect_token(&Token::LParen)?;
+        p.parse_comma_separated(Parser::parse_identifier)?;
+        p.expect_token(&Token::RParen)?;
+    }
+    if p.parse_keyword(Keyword::WITH) {
+        p.expect_token(&Token::LParen)?;
+        if !p.consume_token(&Token::RParen) {
+            table.options = p.parse_comma_separated(|p| {
+                let key = p.parse_literal_string()?;
+                p.expect_token(&Token::Eq)?;
+                let value = p.parse_literal_string()?;
+                Ok((key, value))
+            })?;
+            p.expect_token(&Token::RParen)?;
+        }
+    }
+    Ok(table)
+}
+
+/// Consumes the next token if it is the word `word` (for words sqlparser has no keyword for).
+fn parse_word(p: &mut Parser, word: &str) -> bool {
+    let found = matches!(&p.peek_token().token, Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(word));
+    if found {
+        p.next_token();
+    }
+    found
+}
+
+fn table_element(p: &mut Parser, t: &mut CreateTable) -> Result<(), ParserError> {
+    if parse_word(p, "WATERMARK") {
+        p.expect_keyword(Keyword::FOR)?;
+        let column = p.parse_identifier()?;
+        p.expect_keyword(Keyword::AS)?;
+        let expr = p.parse_expr()?;
+        if t.watermark.is_some() {
+            return p.expected("only one WATERMARK declaration", p.peek_token());
+        }
+        t.watermark = Some(WatermarkDef { column, expr });
+        return Ok(());
+    }
+    if p.parse_keyword(Keyword::CONSTRAINT) {
+        p.parse_identifier()?;
+    }
+    if p.parse_keywords(&[Keyword::PRIMARY, Keyword::KEY]) {
+        p.expect_token(&Token::LParen)?;
+        t.primary_key = p.parse_comma_separated(Parser::parse_identifier)?;
+        p.expect_token(&Token::RParen)?;
+        // Flink requires it: rstreams does not enforce keys either.
+        p.expect_keywords(&[Keyword::NOT, Keyword::ENFORCED])?;
+        return Ok(());
+    }
+    // `name AS expr` is a computed column; anything else a physical column definition.
+    let computed = matches!(p.peek_token().token, Token::Word(_))
+        && matches!(&p.peek_nth_token(1).token, Token::Word(w) if w.keyword == Keyword::AS);
+    if computed {
+        let name = p.parse_identifier()?;
+        p.expect_keyword(Keyword::AS)?;
+        let expr = p.parse_expr()?;
+        t.computed.push((name, expr));
+        return Ok(());
+    }
+    t.columns.push(p.parse_column_def()?);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;
