@@ -9,10 +9,16 @@
 //! everything else by sqlparser through [`FlinkDialect`]); errors carry line and column. The
 //! catalog and planning are the rest of the SQL frontend issue.
 
+mod catalog;
 mod dialect;
+mod engine;
 mod error;
 mod parser;
+mod rewrite;
+mod windows;
 
+pub use catalog::{Catalog, TableDef};
 pub use dialect::FlinkDialect;
+pub use engine::{Outcome, SqlEngine};
 pub use error::{Error, Result};
 pub use parser::{CreateTable, StreamStatement, WatermarkDef, parse_script};

@@ -50,6 +50,15 @@ pub struct CreateTable {
 pub enum StreamStatement {
     /// `CREATE TABLE` in Flink's form.
     CreateTable(Box<CreateTable>),
+    /// `SET 'key' = 'value'` (Flink's job options).
+    Set {
+        /// Option key.
+        key: String,
+        /// Value as written.
+        value: String,
+        /// Where the statement starts.
+        location: Location,
+    },
     /// Anything else, as sqlparser parsed it, with where it starts.
     Sql(Box<Statement>, Location),
 }
@@ -68,7 +77,17 @@ pub fn parse_script(sql: &str) -> Result<Vec<StreamStatement>> {
             break;
         }
         let location = parser.peek_token().span.start;
-        let statement = if is_create_table(&parser) {
+        let statement = if is_quoted_set(&parser) {
+            parser.next_token();
+            let key = parser.parse_literal_string().map_err(parse_error)?;
+            parser.expect_token(&Token::Eq).map_err(parse_error)?;
+            let value = parser.parse_literal_string().map_err(parse_error)?;
+            StreamStatement::Set {
+                key,
+                value,
+                location,
+            }
+        } else if is_create_table(&parser) {
             StreamStatement::CreateTable(Box::new(
                 create_table(&mut parser, location).map_err(parse_error)?,
             ))
@@ -126,6 +145,11 @@ fn parse_error(e: ParserError, sql: &str) -> Error {
         column,
         message: message.trim_start_matches("sql parser error: ").to_string(),
     }
+}
+
+fn is_quoted_set(p: &Parser) -> bool {
+    matches!(&p.peek_token().token, Token::Word(w) if w.keyword == Keyword::SET)
+        && matches!(p.peek_nth_token(1).token, Token::SingleQuotedString(_))
 }
 
 fn is_create_table(p: &Parser) -> bool {

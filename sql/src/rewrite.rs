@@ -1,0 +1,256 @@
+//! From DataFusion's plan of a query to a streaming plan: scans of stream tables become the
+//! table's source (with its computed columns and watermark), and an aggregate grouped by
+//! `window_start, window_end` over a window table function becomes a window aggregate.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use streams_core::arrow::datatypes::DataType;
+use streams_core::connector::ConnectorRegistry;
+use streams_core::datafusion::common::tree_node::{Transformed, TreeNode};
+use streams_core::datafusion::common::{Column, DFSchema, ScalarValue};
+use streams_core::datafusion::logical_expr::{Aggregate, Expr, LogicalPlan, LogicalPlanBuilder};
+use streams_core::datafusion::sql::planner::{PlannerContext, SqlToRel};
+use streams_core::plan::{StreamPlanBuilder, WindowOptions};
+
+use crate::catalog::{Catalog, Provider, StreamTableSource, TableDef};
+use crate::windows::WindowTvf;
+use crate::{Error, Result};
+
+const WINDOW_COLUMNS: [&str; 3] = ["window_start", "window_end", "window_time"];
+
+/// Everything the rewrite needs.
+pub(crate) struct Rewriter<'a> {
+    pub(crate) catalog: &'a Catalog,
+    pub(crate) registry: &'a ConnectorRegistry,
+    pub(crate) windows: &'a [WindowTvf],
+    pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) provider: &'a Provider<'a>,
+}
+
+fn plan_err(m: impl Into<String>) -> Error {
+    Error::Plan(m.into())
+}
+
+fn df(e: streams_core::datafusion::error::DataFusionError) -> Error {
+    Error::Plan(e.strip_backtrace())
+}
+
+impl Rewriter<'_> {
+    /// Rewrites a planned query.
+    pub(crate) fn streaming(&self, plan: LogicalPlan) -> Result<LogicalPlan> {
+        let mut failure = None;
+        let out = plan
+            .transform_down(|node| {
+                let result = match &node {
+                    LogicalPlan::Aggregate(agg) => self.window_aggregate(agg),
+                    LogicalPlan::TableScan(scan) => self.scan(scan),
+                    _ => Ok(None),
+                };
+                match result {
+                    Ok(Some(new)) => Ok(Transformed::new(
+                        new,
+                        true,
+                        streams_core::datafusion::common::tree_node::TreeNodeRecursion::Jump,
+                    )),
+                    Ok(None) => Ok(Transformed::no(node)),
+                    Err(e) => {
+                        failure = Some(e);
+                        Ok(Transformed::new(
+                            node,
+                            false,
+                            streams_core::datafusion::common::tree_node::TreeNodeRecursion::Stop,
+                        ))
+                    }
+                }
+            })
+            .map_err(df)?;
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(out.data),
+        }
+    }
+
+    fn scan(
+        &self,
+        scan: &streams_core::datafusion::logical_expr::TableScan,
+    ) -> Result<Option<LogicalPlan>> {
+        let Some(source) = scan.source.downcast_ref::<StreamTableSource>() else {
+            return Ok(None);
+        };
+        if self.windows.iter().any(|w| w.name == source.name) {
+            return Err(plan_err(
+                "a window table function is only supported under GROUP BY window_start, \
+                 window_end (a window aggregate) for now",
+            ));
+        }
+        let table = self
+            .catalog
+            .table(&source.name)
+            .ok_or_else(|| plan_err(format!("table `{}` does not exist", source.name)))?;
+        Ok(Some(self.table_plan(table, &scan.table_name.to_string())?))
+    }
+
+    /// A table's stream: its source, computed columns, watermark, under `qualifier`.
+    fn table_plan(&self, table: &TableDef, qualifier: &str) -> Result<LogicalPlan> {
+        let connector = self
+            .registry
+            .resolve(&table.name, &table.connector, &table.options)?;
+        let source = connector.source(&table.name, Arc::clone(&table.physical), &table.options)?;
+        let mut b = StreamPlanBuilder::scan(qualifier, source)?;
+        if let Some((column, delay)) = &table.watermark {
+            if table.computed.iter().any(|(c, _)| c == column) {
+                return Err(plan_err(format!(
+                    "table `{}`: a watermark on the computed column `{column}` is not supported yet",
+                    table.name
+                )));
+            }
+            b = b.watermark(column, *delay, self.idle_timeout)?;
+        }
+        if !table.computed.is_empty() {
+            let planner = SqlToRel::new(self.provider);
+            let schema: &DFSchema = b.plan().schema();
+            let mut exprs: Vec<Expr> = schema.columns().into_iter().map(Expr::Column).collect();
+            for (name, e) in &table.computed {
+                let expr = planner
+                    .sql_to_expr(e.clone(), schema, &mut PlannerContext::new())
+                    .map_err(df)?;
+                exprs.push(expr.alias_qualified(Some(qualifier), name));
+            }
+            b = b.project(exprs)?;
+        }
+        Ok(b.build())
+    }
+
+    /// `Aggregate(group by window_start, window_end, keys)` over a window table function.
+    fn window_aggregate(&self, agg: &Aggregate) -> Result<Option<LogicalPlan>> {
+        // The path down to the window relation: filters, projections and aliases only.
+        let mut path: Vec<&LogicalPlan> = Vec::new();
+        let mut node = agg.input.as_ref();
+        let window = loop {
+            match node {
+                LogicalPlan::TableScan(scan) => {
+                    let Some(src) = scan.source.downcast_ref::<StreamTableSource>() else {
+                        return Ok(None);
+                    };
+                    match self.windows.iter().find(|w| w.name == src.name) {
+                        Some(w) => break (w, scan.table_name.to_string()),
+                        None => return Ok(None),
+                    }
+                }
+                LogicalPlan::Filter(_)
+                | LogicalPlan::Projection(_)
+                | LogicalPlan::SubqueryAlias(_) => {
+                    path.push(node);
+                    node = node.inputs()[0];
+                }
+                _ => return Ok(None),
+            }
+        };
+        let (tvf, qualifier) = window;
+        let is_window_col =
+            |e: &Expr| matches!(e, Expr::Column(c) if WINDOW_COLUMNS.contains(&c.name.as_str()));
+        let grouped: Vec<&str> = agg
+            .group_expr
+            .iter()
+            .filter_map(|e| match e {
+                Expr::Column(c) if WINDOW_COLUMNS.contains(&c.name.as_str()) => {
+                    Some(c.name.as_str())
+                }
+                _ => None,
+            })
+            .collect();
+        if !(grouped.contains(&"window_start") && grouped.contains(&"window_end")) {
+            return Err(plan_err(format!(
+                "an aggregate over {} must GROUP BY window_start, window_end",
+                streams_core::plan::describe_window(&tvf.spec)
+            )));
+        }
+        let table = self
+            .catalog
+            .table(&tvf.input)
+            .ok_or_else(|| plan_err(format!("window input `{}` must be a table", tvf.input)))?;
+        // The input stream under the window relation's name, with placeholder window columns so
+        // the filters and projections above still resolve (they must not use them).
+        let base = self.table_plan(table, &tvf.input)?;
+        let ts = tvf
+            .schema
+            .field_with_name("window_start")
+            .map(|f| f.data_type().clone())
+            .unwrap_or(DataType::Null);
+        let mut cols: Vec<Expr> = base
+            .schema()
+            .columns()
+            .into_iter()
+            .map(Expr::Column)
+            .collect();
+        for n in WINDOW_COLUMNS {
+            cols.push(Expr::Literal(ScalarValue::try_from(&ts).map_err(df)?, None).alias(n));
+        }
+        let mut input = LogicalPlanBuilder::from(base)
+            .project(cols)
+            .map_err(df)?
+            .alias(qualifier.as_str())
+            .map_err(df)?
+            .build()
+            .map_err(df)?;
+        for step in path.iter().rev() {
+            if step.expressions().iter().any(|e| {
+                let mut uses = false;
+                let _ = e.apply(|x| {
+                    uses |= is_window_col(x);
+                    Ok(streams_core::datafusion::common::tree_node::TreeNodeRecursion::Continue)
+                });
+                uses
+            }) && !matches!(step, LogicalPlan::Projection(_))
+            {
+                return Err(plan_err(
+                    "window_start / window_end can only be used after the window aggregate",
+                ));
+            }
+            input = step
+                .with_new_exprs(step.expressions(), vec![input])
+                .map_err(df)?;
+        }
+        let keys: Vec<Expr> = agg
+            .group_expr
+            .iter()
+            .filter(|e| !is_window_col(e))
+            .cloned()
+            .collect();
+        let node = StreamPlanBuilder::from_plan(input).window_aggregate(
+            tvf.spec,
+            &tvf.time_column,
+            keys.clone(),
+            agg.aggr_expr.clone(),
+            WindowOptions::default(),
+        )?;
+        // Back to the aggregate's own columns: group expressions in order, then aggregates.
+        let out = node.plan().schema().clone();
+        let column_at = |i: usize| Expr::Column(Column::from(out.qualified_field(i)));
+        let mut exprs = Vec::new();
+        let mut key_index = 0;
+        for (i, g) in agg.group_expr.iter().enumerate() {
+            let (q, f) = agg.schema.qualified_field(i);
+            let e = match g {
+                Expr::Column(c) if WINDOW_COLUMNS.contains(&c.name.as_str()) => {
+                    let pos = WINDOW_COLUMNS
+                        .iter()
+                        .position(|n| *n == c.name)
+                        .unwrap_or(0);
+                    column_at(pos)
+                }
+                _ => {
+                    key_index += 1;
+                    column_at(2 + key_index)
+                }
+            };
+            exprs.push(e.alias_qualified(q.cloned(), f.name()));
+        }
+        for a in 0..agg.aggr_expr.len() {
+            let (q, f) = agg.schema.qualified_field(agg.group_expr.len() + a);
+            exprs.push(column_at(3 + keys.len() + a).alias_qualified(q.cloned(), f.name()));
+        }
+        Ok(Some(node.project(exprs)?.build()))
+    }
+}

@@ -1,0 +1,295 @@
+//! SQL scripts end to end over in-memory test tables: DDL, window aggregates checked against
+//! DataFusion batch SQL, EXPLAIN, and errors that say what and where.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use streams_core::arrow::array::{Int64Array, RecordBatch, TimestampMillisecondArray};
+use streams_core::arrow::compute::concat_batches;
+use streams_core::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use streams_core::arrow::util::pretty::pretty_format_batches;
+use streams_core::connector::{Connector, ConnectorRegistry, OptionSpec, Options};
+use streams_core::datafusion::datasource::MemTable;
+use streams_core::datafusion::prelude::SessionContext;
+use streams_core::testing::{CollectSink, MemorySource};
+use streams_core::{SinkFactory, SourceFactory};
+use streams_sql::{Outcome, SqlEngine};
+
+/// `'connector' = 'test'`: sources replay named batches, sinks collect by table name.
+#[derive(Debug, Default)]
+struct TestConnector {
+    data: Mutex<HashMap<String, Vec<RecordBatch>>>,
+    sinks: Mutex<HashMap<String, Arc<CollectSink>>>,
+}
+
+const OPTIONS: &[OptionSpec] = &[OptionSpec {
+    name: "data",
+    required: false,
+    doc: "name of the data set a source replays",
+}];
+
+impl Connector for TestConnector {
+    fn name(&self) -> &str {
+        "test"
+    }
+    fn options(&self) -> &[OptionSpec] {
+        OPTIONS
+    }
+    fn source(
+        &self,
+        table: &str,
+        schema: SchemaRef,
+        options: &Options,
+    ) -> streams_core::Result<Arc<dyn SourceFactory>> {
+        let name = options.get("data").unwrap_or(table);
+        let batches = self
+            .data
+            .lock()
+            .unwrap()
+            .get(name)
+            .cloned()
+            .unwrap_or_default();
+        let mut source = MemorySource::new(table, Arc::clone(&schema));
+        for split in batches.chunks(4) {
+            source =
+                source.with_batches(split.iter().map(|b| {
+                    RecordBatch::try_new(Arc::clone(&schema), b.columns().to_vec()).unwrap()
+                }));
+        }
+        Ok(Arc::new(source))
+    }
+    fn sink(
+        &self,
+        table: &str,
+        _schema: SchemaRef,
+        _options: &Options,
+    ) -> streams_core::Result<Arc<dyn SinkFactory>> {
+        let sink = Arc::new(CollectSink::new());
+        self.sinks
+            .lock()
+            .unwrap()
+            .insert(table.to_string(), Arc::clone(&sink));
+        Ok(sink)
+    }
+}
+
+fn bid_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("auction", DataType::Int64, true),
+        Field::new("price", DataType::Int64, true),
+        Field::new(
+            "date_time",
+            DataType::Timestamp(TimeUnit::Millisecond, None),
+            true,
+        ),
+    ]))
+}
+
+fn bids() -> Vec<RecordBatch> {
+    let mut x = 7u64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    (0..40)
+        .map(|b| {
+            let n = 100;
+            let auction: Int64Array = (0..n).map(|_| (next() % 12) as i64).collect();
+            let price: Int64Array = (0..n).map(|_| (next() % 500) as i64).collect();
+            let ts: Vec<i64> = (0..n)
+                .map(|i| 1_700_000_000_000 + (b * n + i) as i64 * 37 + (next() % 300) as i64)
+                .collect();
+            RecordBatch::try_new(
+                bid_schema(),
+                vec![
+                    Arc::new(auction),
+                    Arc::new(price),
+                    Arc::new(TimestampMillisecondArray::from(ts)),
+                ],
+            )
+            .unwrap()
+        })
+        .collect()
+}
+
+fn engine() -> (SqlEngine, Arc<TestConnector>) {
+    let connector = Arc::new(TestConnector::default());
+    connector.data.lock().unwrap().insert("bids".into(), bids());
+    let mut registry = ConnectorRegistry::new();
+    registry.register(Arc::clone(&connector) as Arc<dyn Connector>);
+    (SqlEngine::new(registry), connector)
+}
+
+const DDL: &str = "
+CREATE TABLE bid (
+  auction BIGINT,
+  price BIGINT,
+  date_time TIMESTAMP(3),
+  WATERMARK FOR date_time AS date_time - INTERVAL '1' SECOND
+) WITH ('connector' = 'test', 'data' = 'bids');
+CREATE TABLE out (
+  window_start TIMESTAMP(3),
+  window_end TIMESTAMP(3),
+  auction BIGINT,
+  bids BIGINT,
+  total BIGINT
+) WITH ('connector' = 'test');
+";
+
+async fn run(sql: &str) -> (Vec<Outcome>, RecordBatch) {
+    let (mut e, connector) = engine();
+    let outcomes = e
+        .execute(&format!("{DDL}{sql}"))
+        .unwrap_or_else(|err| panic!("{err}"));
+    let plans: Vec<_> = outcomes
+        .iter()
+        .filter_map(|o| match o {
+            Outcome::Insert(p) => Some(p.clone()),
+            _ => None,
+        })
+        .collect();
+    let graph = e.compile(&plans).unwrap();
+    streams_core::runtime::launch(graph, &e.config().runtime)
+        .unwrap()
+        .wait()
+        .await
+        .unwrap();
+    let sink = connector.sinks.lock().unwrap().get("out").cloned().unwrap();
+    let batches = sink.batches();
+    let schema = batches
+        .first()
+        .map(|b| b.schema())
+        .unwrap_or_else(|| Arc::new(Schema::empty()));
+    (outcomes, concat_batches(&schema, &batches).unwrap())
+}
+
+async fn reference(sql: &str) -> String {
+    let ctx = SessionContext::new();
+    let table = MemTable::try_new(bid_schema(), vec![bids()]).unwrap();
+    ctx.register_table("bid", Arc::new(table)).unwrap();
+    let rows = ctx.sql(sql).await.unwrap().collect().await.unwrap();
+    sorted(&rows)
+}
+
+fn sorted(batches: &[RecordBatch]) -> String {
+    let text = pretty_format_batches(batches).unwrap().to_string();
+    // Cells only: column widths follow the headers, which differ between the two sides.
+    let mut lines: Vec<String> = text
+        .lines()
+        .filter(|l| l.starts_with('|'))
+        .skip(1)
+        .map(|l| l.split('|').map(str::trim).collect::<Vec<_>>().join("|"))
+        .collect();
+    lines.sort_unstable();
+    lines.join("\n")
+}
+
+#[tokio::test]
+async fn tumble_window_aggregate_matches_datafusion() {
+    let (_, got) = run("SET 'parallelism.default' = '2';
+         INSERT INTO out
+         SELECT window_start, window_end, auction, COUNT(*), SUM(price)
+         FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(date_time), INTERVAL '10' SECOND))
+         GROUP BY window_start, window_end, auction;")
+    .await;
+    let expected = reference(
+        "SELECT date_bin(INTERVAL '10 seconds', date_time) AS window_start, \
+         date_bin(INTERVAL '10 seconds', date_time) + INTERVAL '10 seconds' AS window_end, \
+         auction, COUNT(*) AS bids, SUM(price) AS total FROM bid GROUP BY 1, 2, 3",
+    )
+    .await;
+    assert_eq!(sorted(&[got]), expected);
+}
+
+#[tokio::test]
+async fn hop_window_with_a_filter_and_keys_in_another_order() {
+    let (_, got) = run("INSERT INTO out
+         SELECT window_start, window_end, auction, COUNT(*), MAX(price)
+         FROM TABLE(HOP(TABLE bid, DESCRIPTOR(date_time), INTERVAL '2' SECOND, INTERVAL '6' SECOND))
+         WHERE price > 100
+         GROUP BY auction, window_end, window_start;")
+    .await;
+    let expected = reference(
+        "SELECT date_bin(INTERVAL '2 seconds', date_time) - o.d AS ws, \
+         date_bin(INTERVAL '2 seconds', date_time) - o.d + INTERVAL '6 seconds' AS we, \
+         auction, COUNT(*), MAX(price) FROM bid CROSS JOIN (VALUES (INTERVAL '0' SECOND), \
+         (INTERVAL '2' SECOND), (INTERVAL '4' SECOND)) AS o(d) \
+         WHERE price > 100 GROUP BY 1, 2, 3",
+    )
+    .await;
+    assert_eq!(sorted(&[got]), expected);
+}
+
+#[tokio::test]
+async fn ddl_show_describe_and_explain() {
+    let (mut e, _) = engine();
+    e.execute(DDL).unwrap();
+    let out = e.execute("SHOW TABLES; DESCRIBE bid;").unwrap();
+    let Outcome::Rows(tables) = &out[0] else {
+        panic!("{out:?}")
+    };
+    assert_eq!(sorted(std::slice::from_ref(tables)), "|bid|\n|out|");
+    let Outcome::Rows(desc) = &out[1] else {
+        panic!("{out:?}")
+    };
+    let text = pretty_format_batches(std::slice::from_ref(desc))
+        .unwrap()
+        .to_string();
+    assert!(text.contains("WATERMARK date_time - 1000 ms"), "{text}");
+    let out = e
+        .execute(
+            "EXPLAIN INSERT INTO out SELECT window_start, window_end, auction, COUNT(*), SUM(price) \
+             FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(date_time), INTERVAL '10' SECOND)) \
+             GROUP BY window_start, window_end, auction",
+        )
+        .unwrap();
+    let Outcome::Explain(text) = &out[0] else {
+        panic!("{out:?}")
+    };
+    assert!(
+        text.contains("WindowAggregate: TUMBLE(10s) on date_time"),
+        "{text}"
+    );
+    assert!(text.contains("window aggregate: TUMBLE(10s)"), "{text}");
+    assert!(text.contains("--hash(auction@0)-->"), "{text}");
+}
+
+#[test]
+fn mistakes_are_named_with_where() {
+    let (mut e, _) = engine();
+    e.execute(DDL).unwrap();
+    let mut err = |sql: &str| e_clone_err(&mut e, sql);
+    assert!(
+        err("CREATE TABLE t (a INT) WITH ('connector' = 'test', 'dta' = 'x')")
+            .contains("no option 'dta'; did you mean 'data'?")
+    );
+    assert!(
+        err("CREATE TABLE t (a INT) WITH ('connector' = 'kafka')")
+            .contains("unknown connector 'kafka'")
+    );
+    assert!(err("CREATE TABLE t (a INT)").contains("needs WITH ('connector' = '...')"));
+    let m = err("SELECT auction FROM bids");
+    assert!(
+        m.contains("table `bids` does not exist; did you mean `bid`?"),
+        "{m}"
+    );
+    let m = err("SELECT aution FROM bid");
+    assert!(m.contains("aution") && m.contains("auction"), "{m}");
+    let m = err("SELECT auction\nFROM bid\nWHERE");
+    assert!(m.starts_with("line 3, column 6"), "{m}");
+    let m = err("SET 'parallelism.defualt' = '2'");
+    assert!(m.contains("did you mean 'parallelism.default'?"), "{m}");
+    let m = err("SELECT * FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(price), INTERVAL '1' SECOND))");
+    assert!(m.contains("not a timestamp"), "{m}");
+}
+
+fn e_clone_err(e: &mut SqlEngine, sql: &str) -> String {
+    match e.execute(sql) {
+        Ok(o) => panic!("{sql}: expected an error, got {o:?}"),
+        Err(err) => err.to_string(),
+    }
+}
