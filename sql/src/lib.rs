@@ -13,6 +13,7 @@ mod catalog;
 mod dialect;
 mod engine;
 mod error;
+mod joins;
 mod parser;
 mod rewrite;
 mod windows;

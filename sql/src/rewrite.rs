@@ -44,6 +44,8 @@ impl Rewriter<'_> {
             .transform_down(|node| {
                 let result = match &node {
                     LogicalPlan::Aggregate(agg) => self.window_aggregate(agg),
+                    LogicalPlan::Join(join) => self.join(join),
+                    LogicalPlan::Filter(f) => self.filtered_cross_join(f),
                     LogicalPlan::TableScan(scan) => self.scan(scan),
                     _ => Ok(None),
                 };
@@ -252,5 +254,86 @@ impl Rewriter<'_> {
             exprs.push(column_at(3 + keys.len() + a).alias_qualified(q.cloned(), f.name()));
         }
         Ok(Some(node.project(exprs)?.build()))
+    }
+
+    /// `FROM a, b WHERE ...`: the condition is the join's.
+    fn filtered_cross_join(
+        &self,
+        f: &streams_core::datafusion::logical_expr::Filter,
+    ) -> Result<Option<LogicalPlan>> {
+        let LogicalPlan::Join(j) = f.input.as_ref() else {
+            return Ok(None);
+        };
+        if j.join_type != streams_core::datafusion::logical_expr::JoinType::Inner
+            || !j.on.is_empty()
+            || j.filter.is_some()
+        {
+            return Ok(None);
+        }
+        self.stream_join(j, Some(&f.predicate)).map(Some)
+    }
+
+    fn join(
+        &self,
+        j: &streams_core::datafusion::logical_expr::Join,
+    ) -> Result<Option<LogicalPlan>> {
+        self.stream_join(j, None).map(Some)
+    }
+
+    /// A join of two streams: an interval join when the condition bounds their times.
+    fn stream_join(
+        &self,
+        j: &streams_core::datafusion::logical_expr::Join,
+        extra: Option<&Expr>,
+    ) -> Result<LogicalPlan> {
+        use streams_core::datafusion::logical_expr::JoinType as DfJoin;
+        use streams_core::ops::join::JoinType;
+        let join_type = match j.join_type {
+            DfJoin::Inner => JoinType::Inner,
+            DfJoin::Left => JoinType::Left,
+            other => {
+                return Err(plan_err(format!(
+                    "{other} JOIN of two streams is not supported; use INNER or LEFT"
+                )));
+            }
+        };
+        let mut conjuncts: Vec<Expr> = j.on.iter().map(|(l, r)| l.clone().eq(r.clone())).collect();
+        conjuncts.extend(j.filter.clone());
+        conjuncts.extend(extra.cloned());
+        let Some(condition) = conjuncts.into_iter().reduce(Expr::and) else {
+            return Err(plan_err("a join of two streams needs a condition"));
+        };
+        let split = crate::joins::Split::of(&condition, j.left.schema(), j.right.schema());
+        let (Some(lower), Some(upper), Some(lt), Some(rt)) = (
+            split.lower,
+            split.upper,
+            split.left_time.clone(),
+            split.right_time.clone(),
+        ) else {
+            return Err(plan_err(
+                "a join of two streams needs a time bound on both sides, e.g. \
+                 a.ts BETWEEN b.ts - INTERVAL '1' HOUR AND b.ts (regular joins come later)",
+            ));
+        };
+        if split.keys.is_empty() {
+            return Err(plan_err(
+                "an interval join needs at least one equality between the two sides",
+            ));
+        }
+        let left = self.streaming(j.left.as_ref().clone())?;
+        let right = self.streaming(j.right.as_ref().clone())?;
+        let residual = split.residual.into_iter().reduce(Expr::and);
+        let plan = StreamPlanBuilder::from_plan(left)
+            .join(
+                StreamPlanBuilder::from_plan(right),
+                streams_core::plan::StreamJoinKind::Interval { lower, upper },
+                join_type,
+                (&lt, &rt),
+                split.keys,
+                residual,
+                WindowOptions::default(),
+            )?
+            .build();
+        Ok(plan)
     }
 }

@@ -293,3 +293,100 @@ fn e_clone_err(e: &mut SqlEngine, sql: &str) -> String {
         Err(err) => err.to_string(),
     }
 }
+
+async fn run_into(sql: &str, sink: &str) -> RecordBatch {
+    let (mut e, connector) = engine();
+    let outcomes = e
+        .execute(&format!("{DDL}{sql}"))
+        .unwrap_or_else(|err| panic!("{err}"));
+    let plans: Vec<_> = outcomes
+        .into_iter()
+        .filter_map(|o| match o {
+            Outcome::Insert(p) => Some(p),
+            _ => None,
+        })
+        .collect();
+    let graph = e.compile(&plans).unwrap();
+    streams_core::runtime::launch(graph, &e.config().runtime)
+        .unwrap()
+        .wait()
+        .await
+        .unwrap();
+    let sink = connector.sinks.lock().unwrap().get(sink).cloned().unwrap();
+    let batches = sink.batches();
+    let schema = batches
+        .first()
+        .map(|b| b.schema())
+        .unwrap_or_else(|| Arc::new(Schema::empty()));
+    concat_batches(&schema, &batches).unwrap()
+}
+
+async fn reference_two(sql: &str) -> String {
+    let ctx = SessionContext::new();
+    for name in ["bid", "bid2"] {
+        let table = MemTable::try_new(bid_schema(), vec![bids()]).unwrap();
+        ctx.register_table(name, Arc::new(table)).unwrap();
+    }
+    let rows = ctx.sql(sql).await.unwrap().collect().await.unwrap();
+    sorted(&rows)
+}
+
+const PAIRS: &str = "
+CREATE TABLE bid2 (
+  auction BIGINT,
+  price BIGINT,
+  date_time TIMESTAMP(3),
+  WATERMARK FOR date_time AS date_time - INTERVAL '1' SECOND
+) WITH ('connector' = 'test', 'data' = 'bids');
+CREATE TABLE pairs (auction BIGINT, a_price BIGINT, b_price BIGINT) WITH ('connector' = 'test');
+";
+
+#[tokio::test]
+async fn interval_joins_match_datafusion() {
+    for (query, reference) in [
+        (
+            "SELECT a.auction, a.price, b.price FROM bid a JOIN bid2 b \
+             ON a.auction = b.auction AND a.date_time BETWEEN b.date_time - INTERVAL '1' SECOND AND b.date_time",
+            "SELECT a.auction, a.price, b.price FROM bid a JOIN bid2 b \
+             ON a.auction = b.auction AND a.date_time BETWEEN b.date_time - INTERVAL '1' SECOND AND b.date_time",
+        ),
+        (
+            // Comma join, bounds in WHERE, a residual condition, strict bounds.
+            "SELECT a.auction, a.price, b.price FROM bid a, bid2 b WHERE a.auction = b.auction \
+             AND a.date_time > b.date_time AND a.date_time < b.date_time + INTERVAL '2' SECOND \
+             AND a.price < b.price",
+            "SELECT a.auction, a.price, b.price FROM bid a, bid2 b WHERE a.auction = b.auction \
+             AND a.date_time > b.date_time AND a.date_time < b.date_time + INTERVAL '2' SECOND \
+             AND a.price < b.price",
+        ),
+        (
+            "SELECT a.auction, a.price, b.price FROM bid a LEFT JOIN bid2 b \
+             ON a.auction = b.auction AND a.price = b.price + 1 \
+             AND a.date_time BETWEEN b.date_time - INTERVAL '3' SECOND AND b.date_time + INTERVAL '3' SECOND",
+            "SELECT a.auction, a.price, b.price FROM bid a LEFT JOIN bid2 b \
+             ON a.auction = b.auction AND a.price = b.price + 1 \
+             AND a.date_time BETWEEN b.date_time - INTERVAL '3' SECOND AND b.date_time + INTERVAL '3' SECOND",
+        ),
+    ] {
+        let got = run_into(
+            &format!("{PAIRS} SET 'parallelism.default' = '2'; INSERT INTO pairs {query};"),
+            "pairs",
+        )
+        .await;
+        let expected = reference_two(reference).await;
+        assert!(!expected.is_empty());
+        assert_eq!(sorted(&[got]), expected, "{query}");
+    }
+}
+
+#[test]
+fn a_join_without_time_bounds_is_refused() {
+    let (mut e, _) = engine();
+    e.execute(DDL).unwrap();
+    e.execute(PAIRS).unwrap();
+    let m = e_clone_err(
+        &mut e,
+        "INSERT INTO pairs SELECT a.auction, a.price, b.price FROM bid a JOIN bid2 b ON a.auction = b.auction",
+    );
+    assert!(m.contains("needs a time bound on both sides"), "{m}");
+}
