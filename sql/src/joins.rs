@@ -70,6 +70,32 @@ fn time_term(e: &Expr) -> Option<(&Column, i64)> {
 }
 
 impl Split {
+    /// A window join: `l.window_start = r.window_start AND l.window_end = r.window_end` among
+    /// the keys. Takes those two keys out and returns the `window_end` column names.
+    pub(crate) fn take_window_keys(&mut self) -> Option<(String, String)> {
+        let named = |e: &Expr, n: &str| matches!(e, Expr::Column(c) if c.name == n);
+        let end = self
+            .keys
+            .iter()
+            .position(|(l, r)| named(l, "window_end") && named(r, "window_end"))?;
+        let start = self
+            .keys
+            .iter()
+            .position(|(l, r)| named(l, "window_start") && named(r, "window_start"))?;
+        let (l, r) = match &self.keys[end] {
+            (Expr::Column(l), Expr::Column(r)) => (l.name.clone(), r.name.clone()),
+            _ => return None,
+        };
+        let (first, second) = if end > start {
+            (end, start)
+        } else {
+            (start, end)
+        };
+        self.keys.remove(first);
+        self.keys.remove(second);
+        Some((l, r))
+    }
+
     /// Records `a op b` if it bounds the left time against the right time.
     fn bound(
         &mut self,

@@ -80,10 +80,17 @@ impl Rewriter<'_> {
         let Some(source) = scan.source.downcast_ref::<StreamTableSource>() else {
             return Ok(None);
         };
-        if self.windows.iter().any(|w| w.name == source.name) {
-            return Err(plan_err(
-                "a window table function is only supported under GROUP BY window_start, \
-                 window_end (a window aggregate) for now",
+        if let Some(w) = self.windows.iter().find(|w| w.name == source.name) {
+            // The window function's rows themselves: its input with window columns.
+            let table = self
+                .catalog
+                .table(&w.input)
+                .ok_or_else(|| plan_err(format!("window input `{}` must be a table", w.input)))?;
+            let base = self.table_plan(table, &scan.table_name.to_string())?;
+            return Ok(Some(
+                StreamPlanBuilder::from_plan(base)
+                    .window_assign(w.spec, &w.time_column)?
+                    .build(),
             ));
         }
         let table = self
@@ -303,7 +310,23 @@ impl Rewriter<'_> {
         let Some(condition) = conjuncts.into_iter().reduce(Expr::and) else {
             return Err(plan_err("a join of two streams needs a condition"));
         };
-        let split = crate::joins::Split::of(&condition, j.left.schema(), j.right.schema());
+        let mut split = crate::joins::Split::of(&condition, j.left.schema(), j.right.schema());
+        if let Some(windowed) = split.take_window_keys() {
+            let left = self.streaming(j.left.as_ref().clone())?;
+            let right = self.streaming(j.right.as_ref().clone())?;
+            let residual = split.residual.into_iter().reduce(Expr::and);
+            return Ok(StreamPlanBuilder::from_plan(left)
+                .join(
+                    StreamPlanBuilder::from_plan(right),
+                    streams_core::plan::StreamJoinKind::Windowed,
+                    join_type,
+                    (&windowed.0, &windowed.1),
+                    split.keys,
+                    residual,
+                    WindowOptions::default(),
+                )?
+                .build());
+        }
         let (Some(lower), Some(upper), Some(lt), Some(rt)) = (
             split.lower,
             split.upper,

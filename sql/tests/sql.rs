@@ -390,3 +390,58 @@ fn a_join_without_time_bounds_is_refused() {
     );
     assert!(m.contains("needs a time bound on both sides"), "{m}");
 }
+
+const WINDOWED: &str = "
+CREATE TABLE wj (auction BIGINT, a_price BIGINT, b_price BIGINT, window_start TIMESTAMP(3), window_end TIMESTAMP(3))
+  WITH ('connector' = 'test');
+CREATE TABLE rows_out (auction BIGINT, window_start TIMESTAMP(3), window_end TIMESTAMP(3)) WITH ('connector' = 'test');
+";
+
+#[tokio::test]
+async fn window_join_in_flinks_form_matches_datafusion() {
+    for (join, df_join) in [("JOIN", "JOIN"), ("LEFT JOIN", "LEFT JOIN")] {
+        let got = run_into(
+            &format!(
+                "{PAIRS}{WINDOWED} SET 'parallelism.default' = '2';
+                 INSERT INTO wj
+                 SELECT L.auction, L.price, R.price, L.window_start, L.window_end
+                 FROM (SELECT * FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(date_time), INTERVAL '5' SECOND))) L
+                 {join} (SELECT * FROM TABLE(TUMBLE(TABLE bid2, DESCRIPTOR(date_time), INTERVAL '5' SECOND))) R
+                 ON L.auction = R.auction AND L.window_start = R.window_start AND L.window_end = R.window_end;"
+            ),
+            "wj",
+        )
+        .await;
+        let expected = reference_two(&format!(
+            "SELECT a.auction, a.price, b.price, date_bin(INTERVAL '5 seconds', a.date_time), \
+             date_bin(INTERVAL '5 seconds', a.date_time) + INTERVAL '5 seconds' \
+             FROM bid a {df_join} bid2 b ON a.auction = b.auction \
+             AND date_bin(INTERVAL '5 seconds', a.date_time) = date_bin(INTERVAL '5 seconds', b.date_time)"
+        ))
+        .await;
+        assert!(!expected.is_empty());
+        assert_eq!(sorted(&[got]), expected, "{join}");
+    }
+}
+
+#[tokio::test]
+async fn a_window_function_on_its_own_gives_each_row_its_windows() {
+    let got = run_into(
+        &format!(
+            "{PAIRS}{WINDOWED}
+             INSERT INTO rows_out SELECT auction, window_start, window_end
+             FROM TABLE(HOP(TABLE bid, DESCRIPTOR(date_time), INTERVAL '2' SECOND, INTERVAL '6' SECOND))
+             WHERE price > 400;"
+        ),
+        "rows_out",
+    )
+    .await;
+    let expected = reference_two(
+        "SELECT auction, date_bin(INTERVAL '2 seconds', date_time) - o.d, \
+         date_bin(INTERVAL '2 seconds', date_time) - o.d + INTERVAL '6 seconds' \
+         FROM bid CROSS JOIN (VALUES (INTERVAL '0' SECOND), (INTERVAL '2' SECOND), \
+         (INTERVAL '4' SECOND)) AS o(d) WHERE price > 400",
+    )
+    .await;
+    assert_eq!(sorted(&[got]), expected);
+}

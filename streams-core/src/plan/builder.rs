@@ -12,7 +12,7 @@ use datafusion::logical_expr::{
 
 use super::nodes::{
     SinkNode, SinkRef, SourceRef, StreamJoinKind, StreamJoinNode, StreamScan, WatermarkNode,
-    WindowAggregateNode, WindowOptions,
+    WindowAggregateNode, WindowAssignNode, WindowOptions,
 };
 use crate::ops::join::JoinType;
 use crate::sink::SinkFactory;
@@ -180,6 +180,7 @@ impl StreamPlanBuilder {
                     ));
                 }
             }
+            StreamJoinKind::Windowed => {}
             StreamJoinKind::Interval { lower, upper } if lower > upper => {
                 return Err(Error::plan(format!(
                     "interval join bounds are empty: lower {lower} ms > upper {upper} ms"
@@ -223,7 +224,7 @@ impl StreamPlanBuilder {
                 fields.extend(joined.iter().map(|(q, f)| (q.cloned(), Arc::clone(f))));
                 DFSchema::new_with_metadata(fields, Default::default())?
             }
-            StreamJoinKind::Interval { .. } => joined,
+            StreamJoinKind::Interval { .. } | StreamJoinKind::Windowed => joined,
         };
         Ok(StreamPlanBuilder {
             plan: ext(StreamJoinNode {
@@ -236,6 +237,45 @@ impl StreamPlanBuilder {
                 left_time: left_time.to_string(),
                 right_time: right_time.to_string(),
                 options,
+                schema: Arc::new(schema),
+            }),
+        })
+    }
+
+    /// The rows of a window table function: each row with `window_start`, `window_end` and
+    /// `window_time` appended (once per window it is in).
+    pub fn window_assign(self, window: WindowSpec, time_column: &str) -> Result<Self> {
+        window.validate().map_err(|e| Error::plan(e.to_string()))?;
+        let field = self
+            .plan
+            .schema()
+            .field_with_unqualified_name(time_column)
+            .map_err(|_| {
+                Error::plan(format!(
+                    "window time column `{time_column}` is not a column of the input"
+                ))
+            })?;
+        let tz = time_type(time_column, field.data_type())?;
+        let ts = DataType::Timestamp(TimeUnit::Millisecond, tz);
+        let mut fields: Vec<(Option<TableReference>, Arc<Field>)> = self
+            .plan
+            .schema()
+            .iter()
+            .map(|(q, f)| (q.cloned(), Arc::clone(f)))
+            .collect();
+        let qualifier = fields.first().and_then(|(q, _)| q.clone());
+        for n in ["window_start", "window_end", "window_time"] {
+            fields.push((
+                qualifier.clone(),
+                Arc::new(Field::new(n, ts.clone(), false)),
+            ));
+        }
+        let schema = DFSchema::new_with_metadata(fields, Default::default())?;
+        Ok(StreamPlanBuilder {
+            plan: ext(WindowAssignNode {
+                input: self.plan,
+                window,
+                time_column: time_column.to_string(),
                 schema: Arc::new(schema),
             }),
         })

@@ -17,9 +17,12 @@ use datafusion::physical_expr::{PhysicalExpr, create_physical_expr};
 
 use super::nodes::{
     SinkNode, StreamJoinKind, StreamJoinNode, StreamScan, WatermarkNode, WindowAggregateNode,
+    WindowAssignNode,
 };
 use crate::ops::join::{IntervalJoinConfig, JoinSpec, WindowJoinConfig};
-use crate::ops::window::{AggregateSpec, LATE_PORT, WindowAggregateConfig, WindowAggregateFactory};
+use crate::ops::window::{
+    AggregateSpec, LATE_PORT, WindowAggregateConfig, WindowAggregateFactory, WindowAssign,
+};
 use crate::ops::{Cloning, Filter, Projection, Union};
 use crate::runtime::{Exchange, JobGraph, RuntimeConfig, WatermarkSpec};
 use crate::topology::NodeId;
@@ -139,6 +142,28 @@ impl Compiler<'_> {
         }
         if let Some(j) = downcast::<StreamJoinNode>(plan) {
             return self.join(j);
+        }
+        if let Some(a) = downcast::<WindowAssignNode>(plan) {
+            let input = self.node(&a.input)?;
+            let time = a
+                .input
+                .schema()
+                .index_of_column_by_name(None, &a.time_column)
+                .ok_or_else(|| {
+                    Error::plan(format!(
+                        "window time column `{}` is not a column of the input",
+                        a.time_column
+                    ))
+                })?;
+            let op = WindowAssign::new(a.window, time, Arc::new(a.schema.as_arrow().clone()))?;
+            let node = self.graph.add_stateless(
+                "window assign",
+                &explain(a).trim_start_matches("WindowAssign: ").to_string(),
+                Arc::new(Cloning(op)),
+                input.parallelism,
+            );
+            self.forward(&input, node);
+            return Ok(Stream { node, ..input });
         }
         if let Some(s) = downcast::<SinkNode>(plan) {
             let input = self.node(&s.input)?;
@@ -414,7 +439,17 @@ impl Compiler<'_> {
         let factory: Arc<dyn crate::operator::OperatorFactory> = match j.kind {
             StreamJoinKind::Window(window) => Arc::new(WindowJoinConfig {
                 join: spec,
-                window,
+                window: Some(window),
+                left_time,
+                right_time,
+                input_schemas,
+                output_schema: out,
+                allowed_lateness: j.options.allowed_lateness.as_millis() as i64,
+                late_output,
+            }),
+            StreamJoinKind::Windowed => Arc::new(WindowJoinConfig {
+                join: spec,
+                window: None,
                 left_time,
                 right_time,
                 input_schemas,

@@ -12,5 +12,5 @@ pub use builder::StreamPlanBuilder;
 pub use compile::{JobConfig, compile};
 pub use nodes::{
     SinkNode, SinkRef, SourceRef, StreamJoinKind, StreamJoinNode, StreamScan, WatermarkNode,
-    WindowAggregateNode, WindowOptions, describe_window,
+    WindowAggregateNode, WindowAssignNode, WindowOptions, describe_window,
 };

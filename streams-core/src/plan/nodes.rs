@@ -290,6 +290,9 @@ fn humanize(ms: i64) -> String {
 pub enum StreamJoinKind {
     /// Rows of both sides in the same window (TUMBLE, HOP or CUMULATE), joined when it fires.
     Window(WindowSpec),
+    /// Both inputs already carry windows (rows of window table functions): rows with equal
+    /// `window_end` (the time columns given) join when that window fires; no extra columns.
+    Windowed,
     /// `left.ts BETWEEN right.ts + lower AND right.ts + upper` (milliseconds, may be negative).
     Interval {
         /// Smallest `left.ts - right.ts`.
@@ -362,6 +365,9 @@ impl UserDefinedLogicalNodeCore for StreamJoinNode {
     fn fmt_for_explain(&self, f: &mut fmt::Formatter) -> fmt::Result {
         let kind = match self.kind {
             StreamJoinKind::Window(w) => format!("window join {}", describe_window(&w)),
+            StreamJoinKind::Windowed => {
+                format!("window join on {} = {}", self.left_time, self.right_time)
+            }
             StreamJoinKind::Interval { lower, upper } => format!(
                 "interval join {} BETWEEN {} + {lower}ms AND {} + {upper}ms",
                 self.left_time, self.right_time, self.right_time
@@ -401,6 +407,59 @@ impl UserDefinedLogicalNodeCore for StreamJoinNode {
             right,
             on,
             filter,
+            ..self.clone()
+        })
+    }
+}
+
+/// A window table function's rows: the input plus `window_start`, `window_end` and
+/// `window_time` (TUMBLE, HOP and CUMULATE; a HOP row once per window).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct WindowAssignNode {
+    /// Input.
+    pub input: LogicalPlan,
+    /// The windows.
+    pub window: WindowSpec,
+    /// Event-time column of the input.
+    pub time_column: String,
+    /// Input columns, then the three window columns.
+    pub schema: DFSchemaRef,
+}
+
+impl PartialOrd for WindowAssignNode {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        (&self.input, self.window, &self.time_column).partial_cmp(&(
+            &other.input,
+            other.window,
+            &other.time_column,
+        ))
+    }
+}
+
+impl UserDefinedLogicalNodeCore for WindowAssignNode {
+    fn name(&self) -> &str {
+        "WindowAssign"
+    }
+    fn inputs(&self) -> Vec<&LogicalPlan> {
+        vec![&self.input]
+    }
+    fn schema(&self) -> &DFSchemaRef {
+        &self.schema
+    }
+    fn expressions(&self) -> Vec<Expr> {
+        Vec::new()
+    }
+    fn fmt_for_explain(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(
+            f,
+            "WindowAssign: {} on {}",
+            describe_window(&self.window),
+            self.time_column
+        )
+    }
+    fn with_exprs_and_inputs(&self, _exprs: Vec<Expr>, inputs: Vec<LogicalPlan>) -> DfResult<Self> {
+        Ok(WindowAssignNode {
+            input: exact_inputs("WindowAssign", inputs)?,
             ..self.clone()
         })
     }

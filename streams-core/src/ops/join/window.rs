@@ -24,11 +24,13 @@ use crate::{Error, Result};
 pub struct WindowJoinConfig {
     /// Keys, residual condition, join type, joined schema.
     pub join: JoinSpec,
-    /// The windows (not SESSION).
-    pub window: WindowSpec,
-    /// Event-time column of the left input.
+    /// The windows (not SESSION); `None` when both inputs already carry their windows (rows
+    /// out of a window table function): then `left_time` and `right_time` are the inputs'
+    /// `window_end` columns and the output has no window columns of its own.
+    pub window: Option<WindowSpec>,
+    /// Event-time column of the left input (or its `window_end`).
     pub left_time: usize,
-    /// Event-time column of the right input.
+    /// Event-time column of the right input (or its `window_end`).
     pub right_time: usize,
     /// Schemas of the two inputs.
     pub input_schemas: [SchemaRef; 2],
@@ -69,7 +71,7 @@ impl std::fmt::Debug for RowConverterDebug {
 impl WindowJoin {
     /// A subtask with no rows yet.
     pub fn new(config: WindowJoinConfig) -> Result<Self> {
-        if matches!(config.window, WindowSpec::Session { .. }) {
+        if matches!(config.window, Some(WindowSpec::Session { .. })) {
             return Err(Error::plan(
                 "a window join needs TUMBLE, HOP or CUMULATE windows",
             ));
@@ -88,7 +90,14 @@ impl WindowJoin {
         let later = self.windows.split_off(&(horizon.saturating_add(1)));
         let ready = std::mem::replace(&mut self.windows, later);
         for (end, [left, right]) in ready {
-            let start = match self.config.window {
+            let Some(window) = self.config.window else {
+                if !left.is_empty() {
+                    let joined = self.join_window(left, right)?;
+                    out.emit(joined);
+                }
+                continue;
+            };
+            let start = match window {
                 WindowSpec::Cumulate { max, .. } => {
                     let last = end.saturating_sub(1);
                     last.saturating_sub(last.rem_euclid(max))
@@ -178,10 +187,21 @@ impl Operator for WindowJoin {
         for i in 0..batch.num_rows() {
             let mut placed = false;
             if ts.is_valid(i) {
-                for w in self.config.window.assign(ts.value(i)) {
-                    if w.end > self.horizon {
-                        rows.entry(w.end).or_default().push(i as u32);
-                        placed = true;
+                match self.config.window {
+                    Some(spec) => {
+                        for w in spec.assign(ts.value(i)) {
+                            if w.end > self.horizon {
+                                rows.entry(w.end).or_default().push(i as u32);
+                                placed = true;
+                            }
+                        }
+                    }
+                    None => {
+                        let end = ts.value(i);
+                        if end > self.horizon {
+                            rows.entry(end).or_default().push(i as u32);
+                            placed = true;
+                        }
                     }
                 }
             }

@@ -7,6 +7,7 @@
 //! window, Flink's rowtime of a window result), then the group keys, then one column per
 //! aggregate.
 
+mod assign;
 mod groups;
 mod panes;
 mod sessions;
@@ -22,6 +23,7 @@ use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit, TimestampMilli
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::physical_expr::PhysicalExpr;
 
+pub use assign::WindowAssign;
 pub use groups::AggregateSpec;
 use groups::{Aggregates, Inputs};
 use panes::{Bounds, Fired, Panes};
