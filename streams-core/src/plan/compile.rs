@@ -158,7 +158,7 @@ impl Compiler<'_> {
             let op = WindowAssign::new(a.window, time, Arc::new(a.schema.as_arrow().clone()))?;
             let node = self.graph.add_stateless(
                 "window assign",
-                &explain(a).trim_start_matches("WindowAssign: ").to_string(),
+                explain(a).trim_start_matches("WindowAssign: "),
                 Arc::new(Cloning(op)),
                 input.parallelism,
             );
