@@ -85,8 +85,15 @@ fn table_argument(parser: &mut Parser) -> Result<Expr, ParserError> {
                 .collect(),
         ),
     ];
+    // `PARTITION BY k` or `PARTITION BY (k1, k2)`: a bare list would swallow the arguments
+    // that follow.
     if parser.parse_keywords(&[Keyword::PARTITION, Keyword::BY]) {
-        parts.extend(parser.parse_comma_separated(Parser::parse_expr)?);
+        if parser.consume_token(&Token::LParen) {
+            parts.extend(parser.parse_comma_separated(Parser::parse_expr)?);
+            parser.expect_token(&Token::RParen)?;
+        } else {
+            parts.push(parser.parse_expr()?);
+        }
     }
     Ok(Expr::Tuple(parts))
 }

@@ -40,7 +40,7 @@ fn window_table_functions_take_table_arguments() {
                FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(date_time), INTERVAL '10' SECOND)) \
                GROUP BY window_start, window_end, auction";
     assert!(matches!(one(sql), StreamStatement::Sql(..)));
-    let sql = "SELECT * FROM TABLE(SESSION(TABLE clicks PARTITION BY user_id, page, \
+    let sql = "SELECT * FROM TABLE(SESSION(TABLE clicks PARTITION BY (user_id, page), \
                DESCRIPTOR(ts), INTERVAL '5' MINUTE))";
     let StreamStatement::Sql(s, _) = one(sql) else {
         panic!("not a query");
