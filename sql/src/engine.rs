@@ -449,8 +449,9 @@ impl SqlEngine {
             }
         };
         let graph = self.compile(std::slice::from_ref(&plan))?;
+        let plan = streams_core::plan::optimize(&plan)?;
         Ok(Outcome::Explain(format!(
-            "logical plan:\n{}\n\ntopology:\n{}",
+            "logical plan:\n{}\ntopology:\n{}",
             plan.display_indent(),
             graph.topology().render()
         )))

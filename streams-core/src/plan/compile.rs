@@ -10,6 +10,7 @@ use datafusion::common::config::ConfigOptions;
 use datafusion::execution::context::ExecutionProps;
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
 use datafusion::logical_expr::{Expr, LogicalPlan, UserDefinedLogicalNodeCore};
+use datafusion::optimizer::optimize_projections::OptimizeProjections;
 use datafusion::optimizer::simplify_expressions::SimplifyExpressions;
 use datafusion::optimizer::{Analyzer, Optimizer, OptimizerContext, OptimizerRule};
 use datafusion::physical_expr::aggregate::LoweredAggregateBuilder;
@@ -56,23 +57,28 @@ struct Stream {
     watermarked: bool,
 }
 
+/// The plan as it will run: DataFusion's type coercion, then the rewrites that cannot change a
+/// streaming plan's meaning (constant folding, merging and pruning projections).
+pub fn optimize(plan: &LogicalPlan) -> Result<LogicalPlan> {
+    // Type coercion, then constant folding and simplification (casts of literals, `x AND
+    // true`, ...): rewrites that cannot change a streaming plan's meaning.
+    let plan =
+        Analyzer::new().execute_and_check(plan.clone(), &ConfigOptions::default(), |_, _| {})?;
+    let rules: Vec<Arc<dyn OptimizerRule + Send + Sync>> = vec![
+        Arc::new(SimplifyExpressions::new()),
+        // Merges the projections SQL planning stacks up and prunes columns nobody reads
+        // (extension nodes say what they need through `necessary_children_exprs`).
+        Arc::new(OptimizeProjections::new()),
+    ];
+    let plan = Optimizer::with_rules(rules).optimize(plan, &OptimizerContext::new(), |_, _| {})?;
+    Ok(plan)
+}
+
 /// Compiles job plans (each ending in a sink) into one graph.
 pub fn compile(plans: &[LogicalPlan], config: &JobConfig) -> Result<JobGraph> {
     let mut graph = JobGraph::new();
     for plan in plans {
-        // Type coercion, then constant folding and simplification (casts of literals, `x AND
-        // true`, ...): rewrites that cannot change a streaming plan's meaning.
-        let plan = Analyzer::new().execute_and_check(
-            plan.clone(),
-            &ConfigOptions::default(),
-            |_, _| {},
-        )?;
-        let simplify: Arc<dyn OptimizerRule + Send + Sync> = Arc::new(SimplifyExpressions::new());
-        let plan = Optimizer::with_rules(vec![simplify]).optimize(
-            plan,
-            &OptimizerContext::new(),
-            |_, _| {},
-        )?;
+        let plan = optimize(plan)?;
         if downcast::<SinkNode>(&plan).is_none() {
             return Err(Error::plan(
                 "a job must end in a sink (INSERT INTO a table, or a collecting sink)",

@@ -9,7 +9,7 @@ mod compile;
 mod nodes;
 
 pub use builder::StreamPlanBuilder;
-pub use compile::{JobConfig, compile};
+pub use compile::{JobConfig, compile, optimize};
 pub use nodes::{
     SinkNode, SinkRef, SourceRef, StreamJoinKind, StreamJoinNode, StreamScan, WatermarkNode,
     WindowAggregateNode, WindowAssignNode, WindowOptions, describe_window,

@@ -225,6 +225,23 @@ impl UserDefinedLogicalNodeCore for WindowAggregateNode {
         }
         write!(f, "]")
     }
+    /// Only the columns its keys, aggregates and time column read are needed below it, so
+    /// projection pruning can drop the rest before the exchange.
+    fn necessary_children_exprs(&self, _output_columns: &[usize]) -> Option<Vec<Vec<usize>>> {
+        let schema = self.input.schema();
+        let mut needed: Vec<usize> = self
+            .group_expr
+            .iter()
+            .chain(&self.aggr_expr)
+            .flat_map(|e| e.column_refs())
+            .filter_map(|c| schema.index_of_column(c).ok())
+            .collect();
+        needed.push(schema.index_of_column_by_name(None, &self.time_column)?);
+        needed.sort_unstable();
+        needed.dedup();
+        Some(vec![needed])
+    }
+
     fn with_exprs_and_inputs(
         &self,
         mut exprs: Vec<Expr>,
