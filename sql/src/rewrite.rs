@@ -82,11 +82,7 @@ impl Rewriter<'_> {
         };
         if let Some(w) = self.windows.iter().find(|w| w.name == source.name) {
             // The window function's rows themselves: its input with window columns.
-            let table = self
-                .catalog
-                .table(&w.input)
-                .ok_or_else(|| plan_err(format!("window input `{}` must be a table", w.input)))?;
-            let base = self.table_plan(table, &scan.table_name.to_string())?;
+            let base = self.relation_plan(&w.input, &scan.table_name.to_string())?;
             return Ok(Some(
                 StreamPlanBuilder::from_plan(base)
                     .window_assign(w.spec, &w.time_column)?
@@ -107,15 +103,7 @@ impl Rewriter<'_> {
             .resolve(&table.name, &table.connector, &table.options)?;
         let source = connector.source(&table.name, Arc::clone(&table.physical), &table.options)?;
         let mut b = StreamPlanBuilder::scan(qualifier, source)?;
-        if let Some((column, delay)) = &table.watermark {
-            if table.computed.iter().any(|(c, _)| c == column) {
-                return Err(plan_err(format!(
-                    "table `{}`: a watermark on the computed column `{column}` is not supported yet",
-                    table.name
-                )));
-            }
-            b = b.watermark(column, *delay, self.idle_timeout)?;
-        }
+        // Computed columns first, so the watermark can be declared on one of them.
         if !table.computed.is_empty() {
             let planner = SqlToRel::new(self.provider);
             let schema: &DFSchema = b.plan().schema();
@@ -128,7 +116,25 @@ impl Rewriter<'_> {
             }
             b = b.project(exprs)?;
         }
+        if let Some((column, delay)) = &table.watermark {
+            b = b.watermark(column, *delay, self.idle_timeout)?;
+        }
         Ok(b.build())
+    }
+
+    /// The stream of a table or view named `name`, under `qualifier`.
+    fn relation_plan(&self, name: &str, qualifier: &str) -> Result<LogicalPlan> {
+        if let Some(table) = self.catalog.table(name) {
+            return self.table_plan(table, qualifier);
+        }
+        match self.catalog.views.get(name) {
+            Some(view) => Ok(LogicalPlanBuilder::from(view.clone())
+                .alias(qualifier)
+                .map_err(df)?
+                .build()
+                .map_err(df)?),
+            None => Err(plan_err(format!("`{name}` does not exist"))),
+        }
     }
 
     /// `Aggregate(group by window_start, window_end, keys)` over a window table function.
@@ -175,13 +181,9 @@ impl Rewriter<'_> {
                 streams_core::plan::describe_window(&tvf.spec)
             )));
         }
-        let table = self
-            .catalog
-            .table(&tvf.input)
-            .ok_or_else(|| plan_err(format!("window input `{}` must be a table", tvf.input)))?;
         // The input stream under the window relation's name, with placeholder window columns so
         // the filters and projections above still resolve (they must not use them).
-        let base = self.table_plan(table, &tvf.input)?;
+        let base = self.relation_plan(&tvf.input, &tvf.input)?;
         let ts = tvf
             .schema
             .field_with_name("window_start")

@@ -6,10 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use datafusion::arrow::datatypes::Schema;
+use datafusion::common::Column;
 use datafusion::common::config::ConfigOptions;
 use datafusion::execution::context::ExecutionProps;
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
-use datafusion::logical_expr::{Expr, LogicalPlan, UserDefinedLogicalNodeCore};
+use datafusion::logical_expr::{Expr, LogicalPlan, Projection, UserDefinedLogicalNodeCore};
 use datafusion::optimizer::optimize_projections::OptimizeProjections;
 use datafusion::optimizer::simplify_expressions::SimplifyExpressions;
 use datafusion::optimizer::{Analyzer, Optimizer, OptimizerContext, OptimizerRule};
@@ -24,7 +25,7 @@ use crate::ops::join::{IntervalJoinConfig, JoinSpec, WindowJoinConfig};
 use crate::ops::window::{
     AggregateSpec, LATE_PORT, WindowAggregateConfig, WindowAggregateFactory, WindowAssign,
 };
-use crate::ops::{Cloning, Filter, Projection, Union};
+use crate::ops::{Cloning, Filter, Projection as ProjectionOp, Union};
 use crate::runtime::{Exchange, JobGraph, RuntimeConfig, WatermarkSpec};
 use crate::topology::NodeId;
 use crate::{Error, Result};
@@ -134,14 +135,44 @@ impl Compiler<'_> {
             return Ok(self.scan(scan, None));
         }
         if let Some(wm) = downcast::<WatermarkNode>(plan) {
-            let Some(scan) = downcast::<StreamScan>(&wm.input) else {
+            // The event time over the source's own columns: the column itself, or, when a
+            // projection computes it, that computed column's expression.
+            let (scan, projection) = match &wm.input {
+                LogicalPlan::Projection(p) => (downcast::<StreamScan>(&p.input), Some(p)),
+                other => (downcast::<StreamScan>(other), None),
+            };
+            let Some(scan) = scan else {
                 return Err(Error::plan(format!(
-                    "the watermark on `{}` must be declared on a source table, directly over \
-                     its scan",
+                    "the watermark on `{}` must be declared on a source table (its column or a \
+                     computed column)",
                     wm.column
                 )));
             };
-            return Ok(self.scan(scan, Some(wm)));
+            let time = match projection {
+                None => physical(
+                    &Expr::Column(Column::new_unqualified(&wm.column)),
+                    &wm.input,
+                )?,
+                Some(p) => {
+                    let i = p
+                        .schema
+                        .fields()
+                        .iter()
+                        .position(|f| f.name() == &wm.column)
+                        .ok_or_else(|| {
+                            Error::plan(format!(
+                                "watermark column `{}` is not a column of the table",
+                                wm.column
+                            ))
+                        })?;
+                    physical(&p.expr[i].clone().unalias_nested().data, &p.input)?
+                }
+            };
+            let source = self.scan(scan, Some((wm, time)));
+            return match projection {
+                None => Ok(source),
+                Some(p) => self.projection(p, source),
+            };
         }
         if let Some(w) = downcast::<WindowAggregateNode>(plan) {
             return self.window(w);
@@ -199,26 +230,7 @@ impl Compiler<'_> {
             }
             LogicalPlan::Projection(p) => {
                 let input = self.node(&p.input)?;
-                let exprs = p
-                    .expr
-                    .iter()
-                    .map(|e| physical(e, &p.input))
-                    .collect::<Result<Vec<_>>>()?;
-                let detail = p
-                    .expr
-                    .iter()
-                    .map(|e| e.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                let schema = Arc::new(p.schema.as_arrow().clone());
-                let node = self.graph.add_stateless(
-                    "project",
-                    &detail,
-                    Arc::new(Cloning(Projection::new(exprs, schema))),
-                    input.parallelism,
-                );
-                self.forward(&input, node);
-                Ok(Stream { node, ..input })
+                self.projection(p, input)
             }
             LogicalPlan::Union(u) => {
                 let inputs = u
@@ -256,7 +268,34 @@ impl Compiler<'_> {
         }
     }
 
-    fn scan(&mut self, scan: &StreamScan, wm: Option<&WatermarkNode>) -> Stream {
+    fn projection(&mut self, p: &Projection, input: Stream) -> Result<Stream> {
+        let exprs = p
+            .expr
+            .iter()
+            .map(|e| physical(e, &p.input))
+            .collect::<Result<Vec<_>>>()?;
+        let detail = p
+            .expr
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let schema = Arc::new(p.schema.as_arrow().clone());
+        let node = self.graph.add_stateless(
+            "project",
+            &detail,
+            Arc::new(Cloning(ProjectionOp::new(exprs, schema))),
+            input.parallelism,
+        );
+        self.forward(&input, node);
+        Ok(Stream { node, ..input })
+    }
+
+    fn scan(
+        &mut self,
+        scan: &StreamScan,
+        wm: Option<(&WatermarkNode, Arc<dyn PhysicalExpr>)>,
+    ) -> Stream {
         let source = &scan.source.0;
         let parallelism = self.config.parallelism.min(source.splits()).max(1);
         let mut spec = WatermarkSpec {
@@ -264,8 +303,9 @@ impl Compiler<'_> {
             ..WatermarkSpec::default()
         };
         let mut detail = scan.name.clone();
-        if let Some(wm) = wm {
-            spec.time_column = scan.schema.index_of_column_by_name(None, &wm.column);
+        let watermarked = wm.is_some();
+        if let Some((wm, time)) = wm {
+            spec.time = Some(time);
             spec.out_of_orderness = wm.out_of_orderness;
             spec.idle_timeout = wm.idle_timeout;
             detail = format!(
@@ -279,7 +319,7 @@ impl Compiler<'_> {
         Stream {
             node,
             parallelism,
-            watermarked: wm.is_some(),
+            watermarked,
         }
     }
 

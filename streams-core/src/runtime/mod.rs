@@ -29,11 +29,11 @@ use crate::topology::{NodeId, NodeKind, Partitioning, Topology};
 use crate::{Error, Result};
 
 /// How a source generates watermarks, per split (Flink's `WATERMARK FOR col AS col - delay`).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct WatermarkSpec {
-    /// Event-time column index; `None`: the source has no event time (no watermarks until the
-    /// end of a bounded input).
-    pub time_column: Option<usize>,
+    /// Event time over the source's batches (a column, or a computed column's expression);
+    /// `None`: the source has no event time (no watermarks until the end of a bounded input).
+    pub time: Option<Arc<dyn PhysicalExpr>>,
     /// How far out of order rows may arrive and still be on time.
     pub out_of_orderness: Duration,
     /// A split without rows for this long stops holding the watermark back. Default: never.
@@ -46,7 +46,7 @@ pub struct WatermarkSpec {
 impl Default for WatermarkSpec {
     fn default() -> Self {
         WatermarkSpec {
-            time_column: None,
+            time: None,
             out_of_orderness: Duration::ZERO,
             idle_timeout: None,
             interval: Duration::from_millis(200),

@@ -204,10 +204,11 @@ impl SourceTask {
                             let s = splits.get_mut(split).ok_or_else(|| {
                                 Error::Internal(format!("{describe}: split {split} out of range"))
                             })?;
-                            if let Some(col) = self.watermark.time_column
+                            if let Some(time) = &self.watermark.time
                                 && batch.num_rows() > 0
                             {
-                                let ts = event_times(batch.column(col))?;
+                                let column = time.evaluate(&batch)?.into_array(batch.num_rows())?;
+                                let ts = event_times(&column)?;
                                 if let Some(max) = datafusion::arrow::compute::max(&ts) {
                                     s.generator.observe(max);
                                 }
