@@ -5,9 +5,22 @@
 //! extended by streaming nodes, and keeps the catalog of tables, views and sinks. Its output is
 //! the logical plan of `streams-core`.
 //!
-//! Built so far: [`parse_script`] (statements, with Flink's `CREATE TABLE` parsed here and
-//! everything else by sqlparser through [`FlinkDialect`]); errors carry line and column. The
-//! catalog and planning are the rest of the SQL frontend issue.
+//! The entry point is [`SqlEngine`]: `execute` runs a script and returns an [`Outcome`] per
+//! statement (`INSERT INTO` gives a job plan, `SELECT` a plan whose rows go back to the caller,
+//! `EXPLAIN` the optimized plan and the topology). How it works:
+//! - [`parse_script`] splits the script; Flink's `CREATE TABLE` (watermark, computed columns,
+//!   `WITH` options) is parsed here, everything else by sqlparser through [`FlinkDialect`],
+//!   which also accepts `TABLE t [PARTITION BY ...]` as a window function argument. Errors
+//!   carry line and column.
+//! - `CREATE TABLE` checks its options against the connector registry at once.
+//! - A query's window table functions are replaced by synthetic relations before DataFusion's
+//!   `SqlToRel` plans it; the rewrite then turns scans into sources with their watermarks,
+//!   `GROUP BY window_start, window_end` over a window function into a window aggregate,
+//!   `ON l.window_start = r.window_start AND l.window_end = r.window_end` into a window join,
+//!   and joins with time bounds into interval joins.
+//!
+//! Not yet: unbounded aggregates and regular joins (update streams), deduplication and Top-N,
+//! session windows without aggregation. See `docs/design/sql.md`.
 
 mod catalog;
 mod dialect;
