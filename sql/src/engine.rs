@@ -71,10 +71,16 @@ fn df(e: streams_core::datafusion::error::DataFusionError) -> Error {
 impl SqlEngine {
     /// A session with no tables, resolving `WITH ('connector' = ...)` through `registry`.
     pub fn new(registry: ConnectorRegistry) -> Self {
+        let mut state = SessionStateBuilder::new().with_default_features().build();
+        for f in crate::functions::flink_functions() {
+            // Replaces DataFusion's `date_format` (an alias of `to_char`, with chrono
+            // patterns) by Flink's, with Java patterns.
+            let _ = state.register_udf(Arc::new(f));
+        }
         SqlEngine {
             registry,
             catalog: Catalog::default(),
-            state: SessionStateBuilder::new().with_default_features().build(),
+            state,
             config: JobConfig::default(),
             idle_timeout: None,
         }

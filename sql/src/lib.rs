@@ -26,6 +26,7 @@ mod catalog;
 mod dialect;
 mod engine;
 mod error;
+mod functions;
 mod joins;
 mod parser;
 mod rewrite;
