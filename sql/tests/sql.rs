@@ -445,3 +445,121 @@ async fn a_window_function_on_its_own_gives_each_row_its_windows() {
     .await;
     assert_eq!(sorted(&[got]), expected);
 }
+
+#[tokio::test]
+async fn rust_udfs_and_udafs_work_in_windows() {
+    use streams_core::arrow::array::{Array, ArrayRef, AsArray};
+    use streams_core::arrow::datatypes::Int64Type;
+    use streams_core::datafusion::logical_expr::{
+        Accumulator, ColumnarValue, Volatility, create_udaf, create_udf,
+    };
+    use streams_core::datafusion::scalar::ScalarValue;
+
+    #[derive(Debug)]
+    struct Spread(Option<(i64, i64)>);
+    impl Accumulator for Spread {
+        fn update_batch(
+            &mut self,
+            values: &[ArrayRef],
+        ) -> streams_core::datafusion::error::Result<()> {
+            for v in values[0].as_primitive::<Int64Type>().iter().flatten() {
+                self.0 = Some(self.0.map_or((v, v), |(lo, hi)| (lo.min(v), hi.max(v))));
+            }
+            Ok(())
+        }
+        fn merge_batch(
+            &mut self,
+            states: &[ArrayRef],
+        ) -> streams_core::datafusion::error::Result<()> {
+            let (lo, hi) = (
+                states[0].as_primitive::<Int64Type>(),
+                states[1].as_primitive::<Int64Type>(),
+            );
+            for i in 0..lo.len() {
+                if lo.is_valid(i) {
+                    let (a, b) = (lo.value(i), hi.value(i));
+                    self.0 = Some(self.0.map_or((a, b), |(x, y)| (x.min(a), y.max(b))));
+                }
+            }
+            Ok(())
+        }
+        fn state(&mut self) -> streams_core::datafusion::error::Result<Vec<ScalarValue>> {
+            Ok(vec![
+                ScalarValue::Int64(self.0.map(|p| p.0)),
+                ScalarValue::Int64(self.0.map(|p| p.1)),
+            ])
+        }
+        fn evaluate(&mut self) -> streams_core::datafusion::error::Result<ScalarValue> {
+            Ok(ScalarValue::Int64(self.0.map(|(lo, hi)| hi - lo)))
+        }
+        fn size(&self) -> usize {
+            std::mem::size_of::<Self>()
+        }
+    }
+    let spread = create_udaf(
+        "spread",
+        vec![DataType::Int64],
+        Arc::new(DataType::Int64),
+        Volatility::Immutable,
+        Arc::new(|_| Ok(Box::new(Spread(None)))),
+        Arc::new(vec![DataType::Int64, DataType::Int64]),
+    );
+    let cents = create_udf(
+        "cents",
+        vec![DataType::Int64],
+        DataType::Int64,
+        Volatility::Immutable,
+        Arc::new(|args: &[ColumnarValue]| {
+            let a = args[0].to_array(1)?;
+            let out: streams_core::arrow::array::Int64Array = a
+                .as_primitive::<Int64Type>()
+                .iter()
+                .map(|v| v.map(|v| v * 100))
+                .collect();
+            Ok(ColumnarValue::Array(Arc::new(out)))
+        }),
+    );
+    let (mut e, connector) = engine();
+    e.register_udaf(spread.clone()).unwrap();
+    e.register_udf(cents).unwrap();
+    let out = e
+        .execute(&format!(
+            "{DDL} INSERT INTO out SELECT window_start, window_end, auction, spread(price), MAX(cents(price)) \
+             FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(date_time), INTERVAL '10' SECOND)) \
+             GROUP BY window_start, window_end, auction;"
+        ))
+        .unwrap();
+    let plans: Vec<_> = out
+        .into_iter()
+        .filter_map(|o| match o {
+            Outcome::Insert(p) => Some(p),
+            _ => None,
+        })
+        .collect();
+    let graph = e.compile(&plans).unwrap();
+    streams_core::runtime::launch(graph, &e.config().runtime)
+        .unwrap()
+        .wait()
+        .await
+        .unwrap();
+    let sink = connector.sinks.lock().unwrap().get("out").cloned().unwrap();
+    let got = concat_batches(&sink.batches()[0].schema(), &sink.batches()).unwrap();
+    let ctx = SessionContext::new();
+    ctx.register_udaf(spread);
+    ctx.register_table(
+        "bid",
+        Arc::new(MemTable::try_new(bid_schema(), vec![bids()]).unwrap()),
+    )
+    .unwrap();
+    let expected = ctx
+        .sql(
+            "SELECT date_bin(INTERVAL '10 seconds', date_time), date_bin(INTERVAL '10 seconds', date_time) + INTERVAL '10 seconds', \
+             auction, spread(price), MAX(price) * 100 FROM bid GROUP BY 1, 2, 3",
+        )
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(sorted(&[got]), sorted(&expected));
+}

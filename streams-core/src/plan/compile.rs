@@ -120,6 +120,36 @@ fn explain<T: UserDefinedLogicalNodeCore>(node: &T) -> String {
     Show(node).to_string()
 }
 
+/// What a user wrote that the engine cannot run yet, named as they wrote it.
+fn unsupported(plan: &LogicalPlan) -> String {
+    match plan {
+        LogicalPlan::Aggregate(_) => "GROUP BY without a window (an unbounded aggregate, whose \
+             results are updated as rows arrive) is not supported yet; group by window_start, \
+             window_end of a window function"
+            .to_string(),
+        LogicalPlan::Join(_) => "a join without time bounds (a regular join, which keeps both \
+             streams forever) is not supported yet; bound the times (interval join) or join \
+             windows"
+            .to_string(),
+        LogicalPlan::Sort(_) => "ORDER BY over an unbounded stream is not supported".to_string(),
+        LogicalPlan::Limit(_) => "LIMIT over an unbounded stream is not supported".to_string(),
+        LogicalPlan::Window(_) => "OVER (...) window functions (ROW_NUMBER for Top-N and \
+             deduplication included) are not supported yet"
+            .to_string(),
+        LogicalPlan::Distinct(_) => {
+            "SELECT DISTINCT over a stream is not supported yet".to_string()
+        }
+        LogicalPlan::Values(_) | LogicalPlan::EmptyRelation(_) => {
+            "a query without a stream table (VALUES, or no FROM) is not a streaming job".to_string()
+        }
+        LogicalPlan::Subquery(_) => "subqueries in expressions are not supported yet".to_string(),
+        other => format!(
+            "{} is not supported in a streaming job yet",
+            other.display()
+        ),
+    }
+}
+
 struct Compiler<'a> {
     graph: &'a mut JobGraph,
     config: &'a JobConfig,
@@ -261,10 +291,7 @@ impl Compiler<'_> {
                 })
             }
             LogicalPlan::SubqueryAlias(a) => self.node(&a.input),
-            other => Err(Error::plan(format!(
-                "{} is not supported in a streaming job yet",
-                other.display()
-            ))),
+            other => Err(Error::plan(unsupported(other))),
         }
     }
 
