@@ -73,6 +73,7 @@
 //! Not here: SQL (`streams-sql`), state persistence and checkpoint storage (`streams-state`),
 //! connectors (`streams-connectors`). See `../shared/DESIGN.md`.
 
+pub mod changelog;
 pub mod checkpoint;
 pub mod connector;
 mod error;

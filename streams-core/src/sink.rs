@@ -65,4 +65,10 @@ pub trait SinkFactory: Send + Sync + Debug {
 
     /// A new subtask for rows of `schema`.
     fn create(&self, subtask: usize, parallelism: usize) -> Result<Box<dyn Sink>>;
+
+    /// Whether it takes update streams (rows with a [`crate::changelog::OP_COLUMN`]); the
+    /// planner refuses to send updates to a sink that only appends. Default: no.
+    fn accepts_updates(&self) -> bool {
+        false
+    }
 }

@@ -207,6 +207,10 @@ impl SinkFactory for CollectSink {
     fn create(&self, _subtask: usize, _parallelism: usize) -> Result<Box<dyn Sink>> {
         Ok(Box::new(self.clone()))
     }
+
+    fn accepts_updates(&self) -> bool {
+        true
+    }
 }
 
 #[async_trait]

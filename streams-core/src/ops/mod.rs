@@ -1,6 +1,7 @@
 //! The built-in operators: stateless ones (filter, projection, union) that evaluate DataFusion
 //! physical expressions on whole batches, and window aggregates.
 
+pub mod aggregate;
 pub mod join;
 mod stateless;
 pub mod window;

@@ -11,8 +11,8 @@ use datafusion::logical_expr::{
 };
 
 use super::nodes::{
-    SinkNode, SinkRef, SourceRef, StreamJoinKind, StreamJoinNode, StreamScan, WatermarkNode,
-    WindowAggregateNode, WindowAssignNode, WindowOptions,
+    SinkNode, SinkRef, SourceRef, StreamJoinKind, StreamJoinNode, StreamScan, UpdateAggregateNode,
+    WatermarkNode, WindowAggregateNode, WindowAssignNode, WindowOptions,
 };
 use crate::ops::join::JoinType;
 use crate::sink::SinkFactory;
@@ -276,6 +276,30 @@ impl StreamPlanBuilder {
                 input: self.plan,
                 window,
                 time_column: time_column.to_string(),
+                schema: Arc::new(schema),
+            }),
+        })
+    }
+
+    /// `GROUP BY` without a window: a running result per key, as an update stream whose last
+    /// column is [`crate::changelog::OP_COLUMN`].
+    pub fn aggregate(self, group_expr: Vec<Expr>, aggr_expr: Vec<Expr>) -> Result<Self> {
+        let mut fields = exprlist_to_fields(&group_expr, &self.plan)?;
+        fields.extend(exprlist_to_fields(&aggr_expr, &self.plan)?);
+        fields.push((
+            None,
+            Arc::new(Field::new(
+                crate::changelog::OP_COLUMN,
+                DataType::Int8,
+                false,
+            )),
+        ));
+        let schema = DFSchema::new_with_metadata(fields, Default::default())?;
+        Ok(StreamPlanBuilder {
+            plan: ext(UpdateAggregateNode {
+                input: self.plan,
+                group_expr,
+                aggr_expr,
                 schema: Arc::new(schema),
             }),
         })

@@ -18,9 +18,10 @@ use datafusion::physical_expr::aggregate::LoweredAggregateBuilder;
 use datafusion::physical_expr::{PhysicalExpr, create_physical_expr};
 
 use super::nodes::{
-    SinkNode, StreamJoinKind, StreamJoinNode, StreamScan, WatermarkNode, WindowAggregateNode,
-    WindowAssignNode,
+    SinkNode, StreamJoinKind, StreamJoinNode, StreamScan, UpdateAggregateNode, WatermarkNode,
+    WindowAggregateNode, WindowAssignNode,
 };
+use crate::ops::aggregate::UnboundedAggregateConfig;
 use crate::ops::join::{IntervalJoinConfig, JoinSpec, WindowJoinConfig};
 use crate::ops::window::{
     AggregateSpec, LATE_PORT, WindowAggregateConfig, WindowAggregateFactory, WindowAssign,
@@ -120,6 +121,44 @@ fn explain<T: UserDefinedLogicalNodeCore>(node: &T) -> String {
     Show(node).to_string()
 }
 
+/// Aggregate expressions as DataFusion aggregate functions bound to `input`'s schema.
+fn lower_aggregates(aggr_expr: &[Expr], input: &LogicalPlan) -> Result<Vec<AggregateSpec>> {
+    let in_schema = input.schema();
+    let arrow_in = in_schema.as_arrow();
+    let props = ExecutionProps::new();
+    let ctx = PhysicalPlanningContext::default();
+    let mut aggregates = Vec::with_capacity(aggr_expr.len());
+    for e in aggr_expr {
+        let lowered = LoweredAggregateBuilder::new(e, in_schema, arrow_in, &props, &ctx).build()?;
+        // WITHIN GROUP (ORDER BY x) of a percentile is an argument, not an input order.
+        let agg = &lowered.aggregate;
+        let within_group = agg.fun().supports_within_group_clause();
+        if !lowered.order_bys.is_empty()
+            && !within_group
+            && !agg.order_sensitivity().is_insensitive()
+        {
+            return Err(Error::plan(format!(
+                "ORDER BY inside the aggregate {e} is not supported yet"
+            )));
+        }
+        aggregates.push(AggregateSpec {
+            expr: lowered.aggregate,
+            filter: lowered.filter,
+        });
+    }
+    Ok(aggregates)
+}
+
+/// Refuses to feed an update stream to an operator that only takes appends.
+fn appends_only(input: &LogicalPlan, what: &str) -> Result<()> {
+    if crate::changelog::is_update_stream(input.schema().as_arrow()) {
+        return Err(Error::plan(format!(
+            "{what} over an update stream (the result of an unbounded GROUP BY) is not supported"
+        )));
+    }
+    Ok(())
+}
+
 /// What a user wrote that the engine cannot run yet, named as they wrote it.
 fn unsupported(plan: &LogicalPlan) -> String {
     match plan {
@@ -210,6 +249,9 @@ impl Compiler<'_> {
         if let Some(j) = downcast::<StreamJoinNode>(plan) {
             return self.join(j);
         }
+        if let Some(a) = downcast::<UpdateAggregateNode>(plan) {
+            return self.update_aggregate(a);
+        }
         if let Some(a) = downcast::<WindowAssignNode>(plan) {
             let input = self.node(&a.input)?;
             let time = a
@@ -233,6 +275,17 @@ impl Compiler<'_> {
             return Ok(Stream { node, ..input });
         }
         if let Some(s) = downcast::<SinkNode>(plan) {
+            if crate::changelog::is_update_stream(s.input.schema().as_arrow())
+                && !s.sink.0.accepts_updates()
+            {
+                return Err(Error::plan(format!(
+                    "sink `{}` ({}) only appends rows, but the query produces updates (an \
+                     unbounded GROUP BY); write to a sink that takes updates, or aggregate \
+                     over windows",
+                    s.name,
+                    s.sink.0.name()
+                )));
+            }
             let input = self.node(&s.input)?;
             let schema = Arc::new(s.input.schema().as_arrow().clone());
             let node = self.graph.add_sink(
@@ -351,6 +404,7 @@ impl Compiler<'_> {
     }
 
     fn window(&mut self, w: &WindowAggregateNode) -> Result<Stream> {
+        appends_only(&w.input, "a window aggregate")?;
         let input = self.node(&w.input)?;
         if !input.watermarked {
             return Err(Error::plan(format!(
@@ -374,28 +428,7 @@ impl Compiler<'_> {
             .map(|k| physical(k, &w.input))
             .collect::<Result<Vec<_>>>()?;
         let arrow_in = in_schema.as_arrow();
-        let props = ExecutionProps::new();
-        let ctx = PhysicalPlanningContext::default();
-        let mut aggregates = Vec::with_capacity(w.aggr_expr.len());
-        for e in &w.aggr_expr {
-            let lowered =
-                LoweredAggregateBuilder::new(e, in_schema, arrow_in, &props, &ctx).build()?;
-            // WITHIN GROUP (ORDER BY x) of a percentile is an argument, not an input order.
-            let agg = &lowered.aggregate;
-            let within_group = agg.fun().supports_within_group_clause();
-            if !lowered.order_bys.is_empty()
-                && !within_group
-                && !agg.order_sensitivity().is_insensitive()
-            {
-                return Err(Error::plan(format!(
-                    "ORDER BY inside the aggregate {e} is not supported in windows yet"
-                )));
-            }
-            aggregates.push(AggregateSpec {
-                expr: lowered.aggregate,
-                filter: lowered.filter,
-            });
-        }
+        let aggregates = lower_aggregates(&w.aggr_expr, &w.input)?;
         let out = Arc::new(w.schema.as_arrow().clone());
         let key_fields = out.fields()[3..3 + keys.len()].to_vec();
         let parallelism = if keys.is_empty() {
@@ -444,6 +477,8 @@ impl Compiler<'_> {
     }
 
     fn join(&mut self, j: &StreamJoinNode) -> Result<Stream> {
+        appends_only(&j.left, "a stream join")?;
+        appends_only(&j.right, "a stream join")?;
         let left = self.node(&j.left)?;
         let right = self.node(&j.right)?;
         if !left.watermarked || !right.watermarked {
@@ -571,6 +606,47 @@ impl Compiler<'_> {
             node,
             parallelism,
             watermarked: true,
+        })
+    }
+
+    fn update_aggregate(&mut self, a: &UpdateAggregateNode) -> Result<Stream> {
+        appends_only(&a.input, "an unbounded aggregate")?;
+        let input = self.node(&a.input)?;
+        let keys = a
+            .group_expr
+            .iter()
+            .map(|k| physical(k, &a.input))
+            .collect::<Result<Vec<_>>>()?;
+        let aggregates = lower_aggregates(&a.aggr_expr, &a.input)?;
+        let out = Arc::new(a.schema.as_arrow().clone());
+        let key_fields = out.fields()[..keys.len()].to_vec();
+        let parallelism = if keys.is_empty() {
+            1
+        } else {
+            self.config.parallelism.max(1)
+        };
+        let config = UnboundedAggregateConfig {
+            keys: keys.clone(),
+            key_schema: Arc::new(Schema::new(key_fields)),
+            aggregates,
+            output_schema: out,
+            emit_interval: self
+                .config
+                .watermark_interval
+                .max(std::time::Duration::from_millis(1)),
+        };
+        let detail = explain(a)
+            .trim_start_matches("UpdateAggregate: ")
+            .to_string();
+        let node = self
+            .graph
+            .add_stateful("aggregate", &detail, Arc::new(config), parallelism);
+        self.graph
+            .connect(input.node, 0, node, Exchange::Hash(keys));
+        Ok(Stream {
+            node,
+            parallelism,
+            watermarked: input.watermarked,
         })
     }
 }

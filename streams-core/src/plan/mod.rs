@@ -11,6 +11,6 @@ mod nodes;
 pub use builder::StreamPlanBuilder;
 pub use compile::{JobConfig, compile, optimize};
 pub use nodes::{
-    SinkNode, SinkRef, SourceRef, StreamJoinKind, StreamJoinNode, StreamScan, WatermarkNode,
-    WindowAggregateNode, WindowAssignNode, WindowOptions, describe_window,
+    SinkNode, SinkRef, SourceRef, StreamJoinKind, StreamJoinNode, StreamScan, UpdateAggregateNode,
+    WatermarkNode, WindowAggregateNode, WindowAssignNode, WindowOptions, describe_window,
 };

@@ -481,3 +481,83 @@ impl UserDefinedLogicalNodeCore for WindowAssignNode {
         })
     }
 }
+
+/// `GROUP BY` without a window: a running result per key, as an update stream (its last column
+/// is [`crate::changelog::OP_COLUMN`]).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct UpdateAggregateNode {
+    /// Input (append-only).
+    pub input: LogicalPlan,
+    /// Group keys.
+    pub group_expr: Vec<Expr>,
+    /// Aggregates.
+    pub aggr_expr: Vec<Expr>,
+    /// Keys, aggregates, the change column.
+    pub schema: DFSchemaRef,
+}
+
+impl PartialOrd for UpdateAggregateNode {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        (&self.input, &self.group_expr, &self.aggr_expr).partial_cmp(&(
+            &other.input,
+            &other.group_expr,
+            &other.aggr_expr,
+        ))
+    }
+}
+
+impl UserDefinedLogicalNodeCore for UpdateAggregateNode {
+    fn name(&self) -> &str {
+        "UpdateAggregate"
+    }
+    fn inputs(&self) -> Vec<&LogicalPlan> {
+        vec![&self.input]
+    }
+    fn schema(&self) -> &DFSchemaRef {
+        &self.schema
+    }
+    fn expressions(&self) -> Vec<Expr> {
+        self.group_expr
+            .iter()
+            .chain(&self.aggr_expr)
+            .cloned()
+            .collect()
+    }
+    fn necessary_children_exprs(&self, _output_columns: &[usize]) -> Option<Vec<Vec<usize>>> {
+        let schema = self.input.schema();
+        let mut needed: Vec<usize> = self
+            .group_expr
+            .iter()
+            .chain(&self.aggr_expr)
+            .flat_map(|e| e.column_refs())
+            .filter_map(|c| schema.index_of_column(c).ok())
+            .collect();
+        needed.sort_unstable();
+        needed.dedup();
+        Some(vec![needed])
+    }
+    fn fmt_for_explain(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "UpdateAggregate: keys=[")?;
+        for (i, k) in self.group_expr.iter().enumerate() {
+            write!(f, "{}{k}", if i > 0 { ", " } else { "" })?;
+        }
+        write!(f, "], aggr=[")?;
+        for (i, a) in self.aggr_expr.iter().enumerate() {
+            write!(f, "{}{a}", if i > 0 { ", " } else { "" })?;
+        }
+        write!(f, "]")
+    }
+    fn with_exprs_and_inputs(
+        &self,
+        mut exprs: Vec<Expr>,
+        inputs: Vec<LogicalPlan>,
+    ) -> DfResult<Self> {
+        let aggr_expr = exprs.split_off(self.group_expr.len());
+        Ok(UpdateAggregateNode {
+            input: exact_inputs("UpdateAggregate", inputs)?,
+            group_expr: exprs,
+            aggr_expr,
+            ..self.clone()
+        })
+    }
+}
