@@ -355,7 +355,8 @@ impl SqlEngine {
                 "sink table `{target}` does not exist{hint}"
             )));
         };
-        let produced = plan.schema().fields().len();
+        let changes = streams_core::changelog::is_update_stream(plan.schema().as_arrow());
+        let produced = plan.schema().fields().len() - usize::from(changes);
         let wanted = table.physical.fields().len();
         if produced != wanted {
             return Err(plan_err(format!(
@@ -369,13 +370,20 @@ impl SqlEngine {
                     .join(", ")
             )));
         }
-        let exprs: Vec<Expr> = plan
+        let mut exprs: Vec<Expr> = plan
             .schema()
             .columns()
             .into_iter()
             .zip(table.physical.fields())
             .map(|(c, f)| cast(Expr::Column(c), f.data_type().clone()).alias(f.name()))
             .collect();
+        if changes {
+            exprs.push(Expr::Column(
+                streams_core::datafusion::common::Column::new_unqualified(
+                    streams_core::changelog::OP_COLUMN,
+                ),
+            ));
+        }
         let connector = self
             .registry
             .resolve(target, &table.connector, &table.options)?;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use streams_core::arrow::datatypes::DataType;
+use streams_core::changelog::{OP_COLUMN, is_update_stream};
 use streams_core::connector::ConnectorRegistry;
 use streams_core::datafusion::common::tree_node::{Transformed, TreeNode};
 use streams_core::datafusion::common::{Column, DFSchema, ScalarValue};
@@ -18,6 +19,32 @@ use crate::windows::WindowTvf;
 use crate::{Error, Result};
 
 const WINDOW_COLUMNS: [&str; 3] = ["window_start", "window_end", "window_time"];
+
+/// Projections above an update stream keep its change column, so the changes reach the sink.
+fn carry_changes(plan: LogicalPlan) -> Result<LogicalPlan> {
+    let out = plan
+        .transform_up(|node| {
+            let LogicalPlan::Projection(p) = &node else {
+                return Ok(Transformed::no(node));
+            };
+            let input_changes = is_update_stream(p.input.schema().as_arrow());
+            let kept = p
+                .expr
+                .iter()
+                .any(|e| matches!(e, Expr::Column(c) if c.name == OP_COLUMN));
+            if !input_changes || kept || is_update_stream(p.schema.as_arrow()) {
+                return Ok(Transformed::no(node));
+            }
+            let mut exprs = p.expr.clone();
+            exprs.push(Expr::Column(Column::new_unqualified(OP_COLUMN)));
+            let plan = LogicalPlanBuilder::from(p.input.as_ref().clone())
+                .project(exprs)?
+                .build()?;
+            Ok(Transformed::yes(plan))
+        })
+        .map_err(df)?;
+    Ok(out.data)
+}
 
 /// Everything the rewrite needs.
 pub(crate) struct Rewriter<'a> {
@@ -43,7 +70,10 @@ impl Rewriter<'_> {
         let out = plan
             .transform_down(|node| {
                 let result = match &node {
-                    LogicalPlan::Aggregate(agg) => self.window_aggregate(agg),
+                    LogicalPlan::Aggregate(agg) => match self.window_aggregate(agg) {
+                        Ok(None) => self.update_aggregate(agg),
+                        other => other,
+                    },
                     LogicalPlan::Join(join) => self.join(join),
                     LogicalPlan::Filter(f) => self.filtered_cross_join(f),
                     LogicalPlan::TableScan(scan) => self.scan(scan),
@@ -69,8 +99,34 @@ impl Rewriter<'_> {
             .map_err(df)?;
         match failure {
             Some(e) => Err(e),
-            None => Ok(out.data),
+            None => carry_changes(out.data),
         }
+    }
+
+    /// `GROUP BY` without a window: an update stream.
+    fn update_aggregate(&self, agg: &Aggregate) -> Result<Option<LogicalPlan>> {
+        if agg
+            .group_expr
+            .iter()
+            .any(|e| matches!(e, Expr::GroupingSet(_)))
+        {
+            return Err(plan_err(
+                "GROUPING SETS, CUBE and ROLLUP are not supported on streams",
+            ));
+        }
+        let input = self.streaming(agg.input.as_ref().clone())?;
+        let node = StreamPlanBuilder::from_plan(input)
+            .aggregate(agg.group_expr.clone(), agg.aggr_expr.clone())?;
+        let out = node.plan().schema().clone();
+        let mut exprs: Vec<Expr> = (0..agg.schema.fields().len())
+            .map(|i| {
+                let (q, f) = agg.schema.qualified_field(i);
+                Expr::Column(Column::from(out.qualified_field(i)))
+                    .alias_qualified(q.cloned(), f.name())
+            })
+            .collect();
+        exprs.push(Expr::Column(Column::new_unqualified(OP_COLUMN)));
+        Ok(Some(node.project(exprs)?.build()))
     }
 
     fn scan(
@@ -83,6 +139,13 @@ impl Rewriter<'_> {
         if let Some(w) = self.windows.iter().find(|w| w.name == source.name) {
             // The window function's rows themselves: its input with window columns.
             let base = self.relation_plan(&w.input, &scan.table_name.to_string())?;
+            if is_update_stream(base.schema().as_arrow()) {
+                return Err(plan_err(format!(
+                    "a window function over an update stream (`{}` is the result of an \
+                     unbounded GROUP BY) is not supported",
+                    w.input
+                )));
+            }
             return Ok(Some(
                 StreamPlanBuilder::from_plan(base)
                     .window_assign(w.spec, &w.time_column)?
@@ -184,6 +247,13 @@ impl Rewriter<'_> {
         // The input stream under the window relation's name, with placeholder window columns so
         // the filters and projections above still resolve (they must not use them).
         let base = self.relation_plan(&tvf.input, &tvf.input)?;
+        if is_update_stream(base.schema().as_arrow()) {
+            return Err(plan_err(format!(
+                "a window aggregate over an update stream (`{}` is the result of an unbounded \
+                 GROUP BY) is not supported",
+                tvf.input
+            )));
+        }
         let ts = tvf
             .schema
             .field_with_name("window_start")

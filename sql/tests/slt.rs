@@ -30,6 +30,11 @@ const OPTIONS: &[OptionSpec] = &[
         doc: "CSV lines separated by ';' (default: no rows)",
     },
     OptionSpec {
+        name: "updates",
+        required: false,
+        doc: "as a sink, whether it takes update streams (default true)",
+    },
+    OptionSpec {
         name: "splits",
         required: false,
         doc: "how many splits the rows are dealt to, round robin (default 1)",
@@ -65,11 +70,38 @@ impl Connector for Values {
     }
     fn sink(
         &self,
-        _table: &str,
+        table: &str,
         _schema: SchemaRef,
-        _options: &Options,
+        options: &Options,
     ) -> streams_core::Result<Arc<dyn SinkFactory>> {
-        Ok(Arc::new(CollectSink::new()))
+        let updates: bool = options.parse(table, "updates")?.unwrap_or(true);
+        Ok(Arc::new(ValuesSink {
+            rows: CollectSink::new(),
+            updates,
+        }))
+    }
+}
+
+/// The `values` sink: keeps rows; takes updates unless `'updates' = 'false'`.
+#[derive(Debug)]
+struct ValuesSink {
+    rows: CollectSink,
+    updates: bool,
+}
+
+impl SinkFactory for ValuesSink {
+    fn name(&self) -> &str {
+        "values"
+    }
+    fn create(
+        &self,
+        subtask: usize,
+        parallelism: usize,
+    ) -> streams_core::Result<Box<dyn streams_core::Sink>> {
+        self.rows.create(subtask, parallelism)
+    }
+    fn accepts_updates(&self) -> bool {
+        self.updates
     }
 }
 
@@ -112,16 +144,21 @@ impl sqllogictest::AsyncDB for Session {
             output = match outcome {
                 Outcome::Query(plan) => {
                     let sink = Arc::new(CollectSink::new());
-                    let width = plan.schema().fields().len();
+                    let job_schema = plan.schema().as_arrow().clone();
+                    let width = job_schema.fields().len()
+                        - usize::from(streams_core::changelog::is_update_stream(&job_schema));
                     let job = streams_core::plan::StreamPlanBuilder::from_plan(plan)
                         .sink("results", sink.clone())?;
                     let graph = self.engine.compile(&[job])?;
                     streams_core::runtime::launch(graph, &self.engine.config().runtime)?
                         .wait()
                         .await?;
+                    // An update stream shows as the table it describes once applied.
+                    let schema = Arc::new(job_schema);
+                    let table = streams_core::changelog::materialize(&schema, &sink.batches())?;
                     DBOutput::Rows {
                         types: vec![DefaultColumnType::Any; width],
-                        rows: rows(&sink.batches()),
+                        rows: rows(&[table]),
                     }
                 }
                 Outcome::Insert(plan) => {
