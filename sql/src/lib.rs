@@ -17,10 +17,11 @@
 //!   `SqlToRel` plans it; the rewrite then turns scans into sources with their watermarks,
 //!   `GROUP BY window_start, window_end` over a window function into a window aggregate,
 //!   `ON l.window_start = r.window_start AND l.window_end = r.window_end` into a window join,
-//!   and joins with time bounds into interval joins.
+//!   joins with time bounds into interval joins, and any other `GROUP BY` into an unbounded
+//!   aggregate whose output is an update stream (`streams_core::changelog`).
 //!
-//! Not yet: unbounded aggregates and regular joins (update streams), deduplication and Top-N,
-//! session windows without aggregation. See `docs/design/sql.md`.
+//! Not yet: regular joins without time bounds, deduplication and Top-N, session windows
+//! without aggregation. See `docs/design/sql.md`.
 
 mod catalog;
 mod dialect;
