@@ -140,31 +140,8 @@ CREATE TABLE out (
 ) WITH ('connector' = 'test');
 ";
 
-async fn run(sql: &str) -> (Vec<Outcome>, RecordBatch) {
-    let (mut e, connector) = engine();
-    let outcomes = e
-        .execute(&format!("{DDL}{sql}"))
-        .unwrap_or_else(|err| panic!("{err}"));
-    let plans: Vec<_> = outcomes
-        .iter()
-        .filter_map(|o| match o {
-            Outcome::Insert(p) => Some(p.clone()),
-            _ => None,
-        })
-        .collect();
-    let graph = e.compile(&plans).unwrap();
-    streams_core::runtime::launch(graph, &e.config().runtime)
-        .unwrap()
-        .wait()
-        .await
-        .unwrap();
-    let sink = connector.sinks.lock().unwrap().get("out").cloned().unwrap();
-    let batches = sink.batches();
-    let schema = batches
-        .first()
-        .map(|b| b.schema())
-        .unwrap_or_else(|| Arc::new(Schema::empty()));
-    (outcomes, concat_batches(&schema, &batches).unwrap())
+async fn run(sql: &str) -> ((), RecordBatch) {
+    ((), run_into(sql, "out").await)
 }
 
 async fn reference(sql: &str) -> String {

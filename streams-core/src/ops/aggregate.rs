@@ -17,7 +17,7 @@ use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::aggregates::group_values::{GroupValues, new_group_values};
 use datafusion::physical_plan::aggregates::order::GroupOrdering;
 
-use super::window::AggregateSpec;
+use super::window::{AggregateSpec, accumulators};
 use crate::changelog::{INSERT, UPDATE_AFTER, UPDATE_BEFORE};
 use crate::operator::{Operator, OperatorFactory, Output};
 use crate::{Error, Result};
@@ -66,24 +66,6 @@ impl std::fmt::Debug for UnboundedAggregate {
             .field("groups", &self.groups)
             .finish_non_exhaustive()
     }
-}
-
-fn accumulators(specs: &[AggregateSpec]) -> Result<Vec<Box<dyn GroupsAccumulator>>> {
-    specs
-        .iter()
-        .map(|s| {
-            if s.expr.groups_accumulator_supported() {
-                Ok(s.expr.create_groups_accumulator()?)
-            } else {
-                let expr = Arc::clone(&s.expr);
-                Ok(
-                    Box::new(datafusion::physical_expr::GroupsAccumulatorAdapter::new(
-                        move || expr.create_accumulator(),
-                    )) as Box<dyn GroupsAccumulator>,
-                )
-            }
-        })
-        .collect()
 }
 
 impl UnboundedAggregate {

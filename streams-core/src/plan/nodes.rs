@@ -136,6 +136,37 @@ impl PartialOrd for WindowAggregateNode {
     }
 }
 
+/// The input columns `exprs` read (plus `time_column`), for projection pruning.
+fn columns_read(
+    input: &LogicalPlan,
+    exprs: &[&Expr],
+    time_column: Option<&str>,
+) -> Option<Vec<Vec<usize>>> {
+    let schema = input.schema();
+    let mut needed: Vec<usize> = exprs
+        .iter()
+        .flat_map(|e| e.column_refs())
+        .filter_map(|c| schema.index_of_column(c).ok())
+        .collect();
+    if let Some(t) = time_column {
+        needed.push(schema.index_of_column_by_name(None, t)?);
+    }
+    needed.sort_unstable();
+    needed.dedup();
+    Some(vec![needed])
+}
+
+/// `keys=[a, b], aggr=[count(*)]`.
+fn fmt_keys_aggs(f: &mut fmt::Formatter, keys: &[Expr], aggs: &[Expr]) -> fmt::Result {
+    let list = |v: &[Expr]| {
+        v.iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    write!(f, "keys=[{}], aggr=[{}]", list(keys), list(aggs))
+}
+
 fn exact_inputs(name: &str, mut inputs: Vec<LogicalPlan>) -> DfResult<LogicalPlan> {
     match (inputs.pop(), inputs.is_empty()) {
         (Some(p), true) => Ok(p),
@@ -215,31 +246,15 @@ impl UserDefinedLogicalNodeCore for WindowAggregateNode {
     }
     fn fmt_for_explain(&self, f: &mut fmt::Formatter) -> fmt::Result {
         write!(f, "WindowAggregate: {}", describe_window(&self.window))?;
-        write!(f, " on {}, keys=[", self.time_column)?;
-        for (i, k) in self.group_expr.iter().enumerate() {
-            write!(f, "{}{k}", if i > 0 { ", " } else { "" })?;
-        }
-        write!(f, "], aggr=[")?;
-        for (i, a) in self.aggr_expr.iter().enumerate() {
-            write!(f, "{}{a}", if i > 0 { ", " } else { "" })?;
-        }
-        write!(f, "]")
+        write!(f, " on {}, ", self.time_column)?;
+        fmt_keys_aggs(f, &self.group_expr, &self.aggr_expr)
     }
+
     /// Only the columns its keys, aggregates and time column read are needed below it, so
     /// projection pruning can drop the rest before the exchange.
     fn necessary_children_exprs(&self, _output_columns: &[usize]) -> Option<Vec<Vec<usize>>> {
-        let schema = self.input.schema();
-        let mut needed: Vec<usize> = self
-            .group_expr
-            .iter()
-            .chain(&self.aggr_expr)
-            .flat_map(|e| e.column_refs())
-            .filter_map(|c| schema.index_of_column(c).ok())
-            .collect();
-        needed.push(schema.index_of_column_by_name(None, &self.time_column)?);
-        needed.sort_unstable();
-        needed.dedup();
-        Some(vec![needed])
+        let exprs: Vec<&Expr> = self.group_expr.iter().chain(&self.aggr_expr).collect();
+        columns_read(&self.input, &exprs, Some(&self.time_column))
     }
 
     fn with_exprs_and_inputs(
@@ -524,29 +539,14 @@ impl UserDefinedLogicalNodeCore for UpdateAggregateNode {
             .collect()
     }
     fn necessary_children_exprs(&self, _output_columns: &[usize]) -> Option<Vec<Vec<usize>>> {
-        let schema = self.input.schema();
-        let mut needed: Vec<usize> = self
-            .group_expr
-            .iter()
-            .chain(&self.aggr_expr)
-            .flat_map(|e| e.column_refs())
-            .filter_map(|c| schema.index_of_column(c).ok())
-            .collect();
-        needed.sort_unstable();
-        needed.dedup();
-        Some(vec![needed])
+        let exprs: Vec<&Expr> = self.group_expr.iter().chain(&self.aggr_expr).collect();
+        columns_read(&self.input, &exprs, None)
     }
     fn fmt_for_explain(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "UpdateAggregate: keys=[")?;
-        for (i, k) in self.group_expr.iter().enumerate() {
-            write!(f, "{}{k}", if i > 0 { ", " } else { "" })?;
-        }
-        write!(f, "], aggr=[")?;
-        for (i, a) in self.aggr_expr.iter().enumerate() {
-            write!(f, "{}{a}", if i > 0 { ", " } else { "" })?;
-        }
-        write!(f, "]")
+        write!(f, "UpdateAggregate: ")?;
+        fmt_keys_aggs(f, &self.group_expr, &self.aggr_expr)
     }
+
     fn with_exprs_and_inputs(
         &self,
         mut exprs: Vec<Expr>,

@@ -108,21 +108,26 @@ impl Aggregates {
     }
 
     pub(crate) fn accumulators(&self) -> Result<Vec<Box<dyn GroupsAccumulator>>> {
-        self.specs
-            .iter()
-            .map(|s| {
-                if s.expr.groups_accumulator_supported() {
-                    Ok(s.expr.create_groups_accumulator()?)
-                } else {
-                    // Aggregates without a vectorized form (count distinct, percentiles) keep
-                    // one row accumulator per group behind DataFusion's adapter.
-                    let expr = Arc::clone(&s.expr);
-                    let adapter = GroupsAccumulatorAdapter::new(move || expr.create_accumulator());
-                    Ok(Box::new(adapter) as Box<dyn GroupsAccumulator>)
-                }
-            })
-            .collect()
+        accumulators(&self.specs)
     }
+}
+
+/// One accumulator per aggregate: the vectorized `GroupsAccumulator` where the function has
+/// one, else DataFusion's adapter over one row accumulator per group (count distinct,
+/// percentiles).
+pub(crate) fn accumulators(specs: &[AggregateSpec]) -> Result<Vec<Box<dyn GroupsAccumulator>>> {
+    specs
+        .iter()
+        .map(|s| {
+            if s.expr.groups_accumulator_supported() {
+                Ok(s.expr.create_groups_accumulator()?)
+            } else {
+                let expr = Arc::clone(&s.expr);
+                let adapter = GroupsAccumulatorAdapter::new(move || expr.create_accumulator());
+                Ok(Box::new(adapter) as Box<dyn GroupsAccumulator>)
+            }
+        })
+        .collect()
 }
 
 /// Partial aggregation state of some groups, detached from accumulators: what a pane becomes

@@ -25,6 +25,7 @@ use datafusion::physical_expr::PhysicalExpr;
 
 pub use assign::WindowAssign;
 pub use groups::AggregateSpec;
+pub(crate) use groups::accumulators;
 use groups::{Aggregates, Inputs};
 use panes::{Bounds, Fired, Panes};
 use sessions::Sessions;
