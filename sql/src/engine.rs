@@ -260,6 +260,12 @@ impl SqlEngine {
                 let TableObject::TableName(target) = &insert.table else {
                     return Err(plan_err("INSERT INTO a table function is not supported"));
                 };
+                if !insert.columns.is_empty() {
+                    return Err(plan_err(
+                        "INSERT INTO t (columns) is not supported yet; select the columns in the \
+                         table's order",
+                    ));
+                }
                 let Some(source) = insert.source.clone() else {
                     return Err(plan_err("INSERT needs a query (INSERT INTO t SELECT ...)"));
                 };

@@ -31,6 +31,9 @@ fn java_to_strftime(pattern: &str) -> String {
         if c == '\'' {
             i += 1;
             while i < chars.len() && chars[i] != '\'' {
+                if chars[i] == '%' {
+                    out.push('%');
+                }
                 out.push(chars[i]);
                 i += 1;
             }
@@ -56,7 +59,8 @@ fn java_to_strftime(pattern: &str) -> String {
             ('m', _) => "%M".to_string(),
             ('s', 1) => "%-S".to_string(),
             ('s', _) => "%S".to_string(),
-            ('S', k) => format!("%{}f", k.min(9)),
+            // Java's S is milliseconds; chrono writes them as %3f.
+            ('S', _) => "%3f".to_string(),
             ('E', k) if k >= 4 => "%A".to_string(),
             ('E', _) => "%a".to_string(),
             ('a', _) => "%p".to_string(),
@@ -130,7 +134,14 @@ impl ScalarUDFImpl for DateFormat {
             }
             let fmt = cached.as_ref().map_or("", |(_, f)| f.as_str());
             match ts.value_as_datetime(i) {
-                Some(dt) => out.append_value(dt.format(fmt).to_string()),
+                Some(dt) => {
+                    use std::fmt::Write as _;
+                    let mut text = String::new();
+                    if write!(text, "{}", dt.format(fmt)).is_err() {
+                        return exec_err!("DATE_FORMAT: the pattern '{p}' cannot be used");
+                    }
+                    out.append_value(text);
+                }
                 None => out.append_null(),
             }
         }
@@ -205,5 +216,7 @@ mod tests {
             "%Y-%m-%dT%H:%M:%S.%3f"
         );
         assert_eq!(java_to_strftime("HH:mm"), "%H:%M");
+        assert_eq!(java_to_strftime("HH:mm:ss.S"), "%H:%M:%S.%3f");
+        assert_eq!(java_to_strftime("yyyy'%'"), "%Y%%");
     }
 }

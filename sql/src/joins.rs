@@ -78,21 +78,19 @@ impl Split {
             .keys
             .iter()
             .position(|(l, r)| named(l, "window_end") && named(r, "window_end"))?;
-        let start = self
+        // window_start stays a key (windows of different kinds can share an end).
+        if !self
             .keys
             .iter()
-            .position(|(l, r)| named(l, "window_start") && named(r, "window_start"))?;
+            .any(|(l, r)| named(l, "window_start") && named(r, "window_start"))
+        {
+            return None;
+        }
         let (l, r) = match &self.keys[end] {
             (Expr::Column(l), Expr::Column(r)) => (l.name.clone(), r.name.clone()),
             _ => return None,
         };
-        let (first, second) = if end > start {
-            (end, start)
-        } else {
-            (start, end)
-        };
-        self.keys.remove(first);
-        self.keys.remove(second);
+        self.keys.remove(end);
         Some((l, r))
     }
 
@@ -108,6 +106,20 @@ impl Split {
         let (Some((ca, oa)), Some((cb, ob))) = (time_term(a), time_term(b)) else {
             return false;
         };
+        // Only event times bound an interval join; other comparisons are residual conditions.
+        let is_time = |c: &Column| {
+            [left, right].iter().any(|schema| {
+                schema.qualified_field_from_column(c).is_ok_and(|(_, f)| {
+                    matches!(
+                        f.data_type(),
+                        streams_core::arrow::datatypes::DataType::Timestamp(_, _)
+                    )
+                })
+            })
+        };
+        if !is_time(ca) || !is_time(cb) {
+            return false;
+        }
         let (sa, sb) = (
             side_of(&Expr::Column(ca.clone()), left, right),
             side_of(&Expr::Column(cb.clone()), left, right),
@@ -145,7 +157,8 @@ impl Split {
     }
 
     /// Sorts the conjuncts of `condition` into keys, time bounds and the rest.
-    pub(crate) fn of(condition: &Expr, left: &DFSchema, right: &DFSchema) -> Split {
+    /// With `bounds` false (a window join), comparisons stay in the residual condition.
+    pub(crate) fn of(condition: &Expr, left: &DFSchema, right: &DFSchema, bounds: bool) -> Split {
         let mut s = Split::default();
         for c in split_conjunction(condition) {
             let used = match c {
@@ -168,13 +181,13 @@ impl Split {
                     left: a,
                     op,
                     right: b,
-                }) => s.bound(a, *op, b, left, right),
+                }) if bounds => s.bound(a, *op, b, left, right),
                 Expr::Between(Between {
                     expr,
                     negated: false,
                     low,
                     high,
-                }) => {
+                }) if bounds => {
                     // Both halves must be time bounds, or neither is used.
                     let mut probe = Split {
                         left_time: s.left_time.clone(),

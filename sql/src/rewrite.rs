@@ -299,6 +299,40 @@ impl Rewriter<'_> {
             .filter(|e| !is_window_col(e))
             .cloned()
             .collect();
+        // Keys and aggregates run below the window: they cannot read its bounds yet.
+        let reads_window = |e: &Expr| {
+            e.column_refs()
+                .iter()
+                .any(|c| WINDOW_COLUMNS.contains(&c.name.as_str()))
+        };
+        if keys.iter().chain(&agg.aggr_expr).any(reads_window) {
+            return Err(plan_err(
+                "window_start, window_end and window_time can be grouped by as they are, but \
+                 not used inside other keys or aggregates; compute with them after the GROUP BY",
+            ));
+        }
+        if let streams_core::window::WindowSpec::Session { .. } = tvf.spec {
+            let mut grouped: Vec<String> = keys
+                .iter()
+                .filter_map(|k| match k {
+                    Expr::Column(c) => Some(c.name.clone()),
+                    _ => None,
+                })
+                .collect();
+            let mut partition = tvf.partition.clone();
+            grouped.sort();
+            partition.sort();
+            if grouped != partition || grouped.len() != keys.len() {
+                return Err(plan_err(format!(
+                    "SESSION windows are per key: PARTITION BY ({}) must name the GROUP BY keys ({})",
+                    tvf.partition.join(", "),
+                    keys.iter()
+                        .map(|k| k.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+        }
         let node = StreamPlanBuilder::from_plan(input).window_aggregate(
             tvf.spec,
             &tvf.time_column,
@@ -343,10 +377,8 @@ impl Rewriter<'_> {
         let LogicalPlan::Join(j) = f.input.as_ref() else {
             return Ok(None);
         };
-        if j.join_type != streams_core::datafusion::logical_expr::JoinType::Inner
-            || !j.on.is_empty()
-            || j.filter.is_some()
-        {
+        // An inner join's WHERE conditions are its own (Flink pushes them into the join).
+        if j.join_type != streams_core::datafusion::logical_expr::JoinType::Inner {
             return Ok(None);
         }
         self.stream_join(j, Some(&f.predicate)).map(Some)
@@ -382,7 +414,8 @@ impl Rewriter<'_> {
         let Some(condition) = conjuncts.into_iter().reduce(Expr::and) else {
             return Err(plan_err("a join of two streams needs a condition"));
         };
-        let mut split = crate::joins::Split::of(&condition, j.left.schema(), j.right.schema());
+        let mut split =
+            crate::joins::Split::of(&condition, j.left.schema(), j.right.schema(), false);
         if let Some(windowed) = split.take_window_keys() {
             let left = self.streaming(j.left.as_ref().clone())?;
             let right = self.streaming(j.right.as_ref().clone())?;
@@ -399,6 +432,7 @@ impl Rewriter<'_> {
                 )?
                 .build());
         }
+        let split = crate::joins::Split::of(&condition, j.left.schema(), j.right.schema(), true);
         let (Some(lower), Some(upper), Some(lt), Some(rt)) = (
             split.lower,
             split.upper,

@@ -33,6 +33,8 @@ pub(crate) struct WindowTvf {
     pub(crate) time_column: String,
     /// Columns of the synthetic relation.
     pub(crate) schema: SchemaRef,
+    /// `PARTITION BY` columns of a SESSION window.
+    pub(crate) partition: Vec<String>,
 }
 
 /// Replaces window table function calls in `s`; returns the statement and the calls.
@@ -117,17 +119,43 @@ impl Extract<'_> {
         let Some(Expr::Tuple(table)) = args.first() else {
             return Err(bad(kind, "the first argument must be TABLE name"));
         };
-        let input = match table.as_slice() {
-            [Expr::Identifier(marker), Expr::CompoundIdentifier(name), ..]
-                if marker.value == TABLE_ARG =>
-            {
-                name.iter()
-                    .map(|i| i.value.clone())
-                    .collect::<Vec<_>>()
-                    .join(".")
+        let (input, partition) = match table.as_slice() {
+            [
+                Expr::Identifier(marker),
+                Expr::CompoundIdentifier(name),
+                keys @ ..,
+            ] if marker.value == TABLE_ARG => {
+                let keys = keys
+                    .iter()
+                    .map(|k| match k {
+                        Expr::Identifier(i) => Ok(i.value.clone()),
+                        other => Err(bad(
+                            kind,
+                            &format!("PARTITION BY takes columns, not {other}"),
+                        )),
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                (
+                    name.iter()
+                        .map(|i| i.value.clone())
+                        .collect::<Vec<_>>()
+                        .join("."),
+                    keys,
+                )
             }
             _ => return Err(bad(kind, "the first argument must be TABLE name")),
         };
+        if !partition.is_empty() && kind != "SESSION" {
+            return Err(bad(kind, "PARTITION BY belongs to SESSION windows"));
+        }
+        let expected = match kind {
+            "TUMBLE" => 3..=4,
+            "SESSION" => 3..=3,
+            _ => 4..=4,
+        };
+        if !expected.contains(&args.len()) {
+            return Err(bad(kind, &format!("{} arguments given", args.len())));
+        }
         let time_column = match args.get(1) {
             Some(Expr::Function(d)) if d.name.to_string().eq_ignore_ascii_case("DESCRIPTOR") => {
                 match &d.args {
@@ -181,6 +209,17 @@ impl Extract<'_> {
                 )));
             }
         };
+        if let Some(t) = self.catalog.tables.get(&input)
+            && let Some((wm, _)) = &t.watermark
+            && wm != &time_column
+        {
+            return Err(bad(
+                kind,
+                &format!(
+                    "DESCRIPTOR({time_column}) must name `{input}`'s event-time column `{wm}` (its WATERMARK)"
+                ),
+            ));
+        }
         let tz = match base
             .field_with_name(&time_column)
             .map(|f| f.data_type().clone())
@@ -210,6 +249,7 @@ impl Extract<'_> {
             spec,
             time_column,
             schema: Arc::new(Schema::new(fields)),
+            partition,
         })
     }
 }
