@@ -7,9 +7,15 @@ cd "$(dirname "$0")/.."
 . scripts/prereqs.sh
 
 profile="${RSTREAMS_PROFILE:-release}"
-cargo build --profile "$profile" --bin rstreams
 dir="$profile"; [ "$profile" = dev ] && dir=debug
 bin="${CARGO_TARGET_DIR:-target}/$dir/rstreams"
+if [ "${RSTREAMS_PREBUILT:-0}" = 1 ] && [ -x "$bin" ]; then
+  # CI: the test build already made this binary (rebuilding it alone would resolve features
+  # differently and compile DataFusion a second time).
+  echo "== using the binary built by the tests: $bin"
+else
+  cargo build --profile "$profile" --bin rstreams
+fi
 data="${RSTREAMS_DEMO_DIR:-./rstreams-data-demo}"
 rm -rf "$data"
 rs() { "$bin" --data-dir "$data" "$@"; }
