@@ -261,7 +261,10 @@ fn mistakes_are_named_with_where() {
     let m = err("SET 'parallelism.defualt' = '2'");
     assert!(m.contains("did you mean 'parallelism.default'?"), "{m}");
     let m = err("SELECT * FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(price), INTERVAL '1' SECOND))");
-    assert!(m.contains("must name `bid`'s event-time column `date_time`"), "{m}");
+    assert!(
+        m.contains("must name `bid`'s event-time column `date_time`"),
+        "{m}"
+    );
 }
 
 fn e_clone_err(e: &mut SqlEngine, sql: &str) -> String {
