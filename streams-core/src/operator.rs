@@ -108,6 +108,18 @@ pub trait Operator: Send + Debug {
         Ok(Some(watermark))
     }
 
+    /// How often [`Operator::on_timer`] should run (processing time); `None`: never. Read once,
+    /// after `start`.
+    fn timer_interval(&self) -> Option<std::time::Duration> {
+        None
+    }
+
+    /// Processing time passed (about every `timer_interval`), whether or not rows arrived:
+    /// emit what is due (early results, pending updates).
+    fn on_timer(&mut self, _out: &mut Output) -> Result<()> {
+        Ok(())
+    }
+
     /// Every input delivered the barrier of this checkpoint: snapshot state. Nothing else is
     /// called until this returns.
     fn checkpoint(&mut self, _barrier: &Barrier) -> Result<()> {

@@ -336,7 +336,8 @@ async fn early_firing_emits_updates_before_the_final_result() {
     .sink("out", out.clone())
     .unwrap();
     run(plan, 1).await.unwrap();
-    // In arrival order: an update after the second and the third batch, then the final count.
+    // In arrival order: early updates while rows arrive (each at least the one before), then
+    // the final count.
     let counts: Vec<i64> = out
         .batches()
         .iter()
@@ -348,7 +349,13 @@ async fn early_firing_emits_updates_before_the_final_result() {
                 .value(0)
         })
         .collect();
-    assert_eq!(counts, vec![3, 4, 4]);
+    assert!(counts.len() >= 2, "{counts:?}");
+    assert!(counts.windows(2).all(|w| w[0] <= w[1]), "{counts:?}");
+    assert_eq!(counts.last(), Some(&4), "{counts:?}");
+    assert!(
+        counts[..counts.len() - 1].iter().any(|c| *c < 4),
+        "no early result: {counts:?}"
+    );
 }
 
 #[tokio::test]

@@ -111,3 +111,38 @@ fn append_only_sinks_refuse_updates_at_plan_time() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn pending_updates_go_out_on_the_timer_when_input_stops() {
+    // A source without event time that produces one batch and then nothing: the update must
+    // not wait for more rows.
+    let steps = vec![
+        streams_core::testing::Step::Batch(batch(&[Event {
+            key: 1,
+            value: 5,
+            ts: 0,
+        }])),
+        streams_core::testing::Step::Pending,
+    ];
+    let sink = collect_sink();
+    let plan = StreamPlanBuilder::scan(
+        "t",
+        Arc::new(streams_core::testing::MemorySource::new("t", schema()).with_split(steps)),
+    )
+    .unwrap()
+    .aggregate(vec![col("k")], vec![count(lit(1)).alias("n")])
+    .unwrap()
+    .sink("out", sink.clone())
+    .unwrap();
+    let mut config = config(1);
+    config.watermark_interval = std::time::Duration::from_millis(20);
+    let handle =
+        streams_core::runtime::launch(compile(&[plan], &config).unwrap(), &config.runtime).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while sink.rows() == 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(lines(&sink.batches()), vec!["k1 | 1 | 0".to_string()]);
+    handle.cancel();
+    assert!(handle.wait().await.is_err());
+}

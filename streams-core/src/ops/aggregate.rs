@@ -219,6 +219,17 @@ impl Operator for UnboundedAggregate {
         Ok(())
     }
 
+    fn timer_interval(&self) -> Option<Duration> {
+        Some(self.config.emit_interval)
+    }
+
+    fn on_timer(&mut self, out: &mut Output) -> Result<()> {
+        if self.last_emit.elapsed() >= self.config.emit_interval {
+            self.emit(out)?;
+        }
+        Ok(())
+    }
+
     fn process_watermark(&mut self, watermark: i64, out: &mut Output) -> Result<Option<i64>> {
         self.emit(out)?;
         Ok(Some(watermark))

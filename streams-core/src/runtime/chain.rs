@@ -199,6 +199,35 @@ impl Chain {
         Ok(())
     }
 
+    /// The shortest timer interval any member asks for.
+    pub(crate) fn timer_interval(&self) -> Option<std::time::Duration> {
+        self.members
+            .iter()
+            .filter_map(|m| match &m.work {
+                Work::Operator(op) => op.timer_interval(),
+                _ => None,
+            })
+            .min()
+    }
+
+    /// Runs every member's timer, passing what it emits down the chain.
+    pub(crate) async fn timer(&mut self) -> Result<()> {
+        for k in 0..self.members.len() {
+            let m = &mut self.members[k];
+            let Work::Operator(op) = &mut m.work else {
+                continue;
+            };
+            let mut out = Output::new();
+            let started = Instant::now();
+            op.on_timer(&mut out)
+                .map_err(|e| e.context(m.context.describe()))?;
+            m.context.metrics.busy(started.elapsed());
+            let next = self.route(k, out).await?;
+            self.run_from(k + 1, 0, next).await?;
+        }
+        Ok(())
+    }
+
     /// Every input of the chain is idle.
     pub(crate) async fn idle(&mut self) -> Result<()> {
         for k in 0..self.members.len() {

@@ -41,6 +41,10 @@ impl ChainTask {
         let mut idle_sent = false;
         let mut next = 0usize;
         let cancel = self.chain.cancel.clone();
+        let timer_period = self.chain.timer_interval();
+        let mut timer =
+            tokio::time::interval(timer_period.unwrap_or(std::time::Duration::from_secs(3600)));
+        timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let polled = poll_fn(|cx| {
                 let mut open = false;
@@ -71,6 +75,10 @@ impl ChainTask {
             let (i, msg) = tokio::select! {
                 biased;
                 _ = cancel.cancelled() => return Err(Error::Cancelled),
+                _ = timer.tick(), if timer_period.is_some() => {
+                    self.chain.timer().await?;
+                    continue;
+                }
                 m = polled => match m {
                     Some(m) => m?,
                     None => break,

@@ -88,6 +88,8 @@ pub struct WindowAggregate {
     watermark: Option<i64>,
     /// When the last early results went out (the first batch starts the clock).
     last_early: Option<Instant>,
+    /// Rows arrived since the last early results.
+    changed: bool,
     metrics: Option<Arc<OperatorMetrics>>,
     context: String,
 }
@@ -135,6 +137,7 @@ impl WindowAggregate {
             state,
             watermark: None,
             last_early: None,
+            changed: false,
             metrics: None,
             context: "window aggregate".into(),
         })
@@ -208,7 +211,36 @@ impl WindowAggregate {
     }
 }
 
+impl WindowAggregate {
+    /// Emits current values of open windows if early firing is due.
+    fn fire_early(&mut self, out: &mut Output) -> Result<()> {
+        if let Some(every) = self.config.early_fire
+            && self.changed
+            && self.last_early.get_or_insert_with(Instant::now).elapsed() >= every
+        {
+            self.changed = false;
+            self.last_early = Some(Instant::now());
+            if let State::Panes(p) = &mut self.state {
+                let current = p.peek(&self.aggs)?;
+                self.emit(current, out)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Operator for WindowAggregate {
+    fn timer_interval(&self) -> Option<Duration> {
+        self.config.early_fire
+    }
+
+    fn on_timer(&mut self, out: &mut Output) -> Result<()> {
+        if self.last_early.is_some() {
+            self.fire_early(out)?;
+        }
+        Ok(())
+    }
+
     fn start(&mut self, ctx: &OperatorContext) -> Result<()> {
         self.metrics = Some(Arc::clone(&ctx.metrics));
         self.context = ctx.describe();
@@ -216,6 +248,7 @@ impl Operator for WindowAggregate {
     }
 
     fn process_batch(&mut self, _input: usize, batch: RecordBatch, out: &mut Output) -> Result<()> {
+        let batch_rows = batch.num_rows();
         let column = batch.column(self.config.time_column);
         let ts = event_times(column)?;
         let horizon = self.watermark.map(|wm| self.horizon(wm));
@@ -250,15 +283,8 @@ impl Operator for WindowAggregate {
                 }
             }
         }
-        if let Some(every) = self.config.early_fire
-            && self.last_early.get_or_insert_with(Instant::now).elapsed() >= every
-        {
-            self.last_early = Some(Instant::now());
-            if let State::Panes(p) = &mut self.state {
-                let current = p.peek(&self.aggs)?;
-                self.emit(current, out)?;
-            }
-        }
+        self.changed |= batch_rows > 0;
+        self.fire_early(out)?;
         Ok(())
     }
 
