@@ -146,3 +146,31 @@ async fn pending_updates_go_out_on_the_timer_when_input_stops() {
     handle.cancel();
     assert!(handle.wait().await.is_err());
 }
+
+#[tokio::test]
+async fn top_n_per_key_matches_datafusion_once_applied() {
+    let evs = events(2_000, 15, 3, 0, 21);
+    let expected = reference(
+        &evs,
+        "SELECT k, v, tms, rn FROM (SELECT k, v, tms, ROW_NUMBER() OVER (PARTITION BY k ORDER BY v DESC, tms ASC) AS rn FROM t) WHERE rn <= 3",
+    )
+    .await;
+    for parallelism in [1, 2] {
+        let sink = collect_sink();
+        let plan = StreamPlanBuilder::scan("t", Arc::new(source(&evs, 2, 40)))
+            .unwrap()
+            .top_n(
+                vec![col("k")],
+                vec![col("v").sort(false, true), col("ts").sort(true, true)],
+                3,
+                "rn",
+            )
+            .unwrap()
+            .sink("out", sink.clone())
+            .unwrap();
+        let schema = Arc::new(plan.schema().as_arrow().clone());
+        run(plan, parallelism).await.unwrap();
+        let applied = materialize(&schema, &sink.batches()).unwrap();
+        assert_eq!(lines(&[applied]), expected, "parallelism {parallelism}");
+    }
+}

@@ -4,6 +4,7 @@
 pub mod aggregate;
 pub mod join;
 mod stateless;
+pub mod topn;
 pub mod window;
 
 pub use stateless::{Filter, Projection, Union};

@@ -11,8 +11,8 @@ use datafusion::logical_expr::{
 };
 
 use super::nodes::{
-    SinkNode, SinkRef, SourceRef, StreamJoinKind, StreamJoinNode, StreamScan, UpdateAggregateNode,
-    WatermarkNode, WindowAggregateNode, WindowAssignNode, WindowOptions,
+    SinkNode, SinkRef, SourceRef, StreamJoinKind, StreamJoinNode, StreamScan, TopNNode,
+    UpdateAggregateNode, WatermarkNode, WindowAggregateNode, WindowAssignNode, WindowOptions,
 };
 use crate::ops::join::JoinType;
 use crate::sink::SinkFactory;
@@ -300,6 +300,45 @@ impl StreamPlanBuilder {
                 input: self.plan,
                 group_expr,
                 aggr_expr,
+                schema: Arc::new(schema),
+            }),
+        })
+    }
+
+    /// Top-N per key: `ROW_NUMBER() OVER (PARTITION BY partition_by ORDER BY order_by) <=
+    /// limit`; `rank` names the rank column. An update stream.
+    pub fn top_n(
+        self,
+        partition_by: Vec<Expr>,
+        order_by: Vec<datafusion::logical_expr::SortExpr>,
+        limit: usize,
+        rank: &str,
+    ) -> Result<Self> {
+        if limit == 0 {
+            return Err(Error::plan("a Top-N needs N >= 1"));
+        }
+        let mut fields: Vec<(Option<TableReference>, Arc<Field>)> = self
+            .plan
+            .schema()
+            .iter()
+            .map(|(q, f)| (q.cloned(), Arc::clone(f)))
+            .collect();
+        fields.push((None, Arc::new(Field::new(rank, DataType::UInt64, false))));
+        fields.push((
+            None,
+            Arc::new(Field::new(
+                crate::changelog::OP_COLUMN,
+                DataType::Int8,
+                false,
+            )),
+        ));
+        let schema = DFSchema::new_with_metadata(fields, Default::default())?;
+        Ok(StreamPlanBuilder {
+            plan: ext(TopNNode {
+                input: self.plan,
+                partition_by,
+                order_by,
+                limit,
                 schema: Arc::new(schema),
             }),
         })

@@ -18,11 +18,12 @@ use datafusion::physical_expr::aggregate::LoweredAggregateBuilder;
 use datafusion::physical_expr::{PhysicalExpr, create_physical_expr};
 
 use super::nodes::{
-    SinkNode, StreamJoinKind, StreamJoinNode, StreamScan, UpdateAggregateNode, WatermarkNode,
-    WindowAggregateNode, WindowAssignNode,
+    SinkNode, StreamJoinKind, StreamJoinNode, StreamScan, TopNNode, UpdateAggregateNode,
+    WatermarkNode, WindowAggregateNode, WindowAssignNode,
 };
 use crate::ops::aggregate::UnboundedAggregateConfig;
 use crate::ops::join::{IntervalJoinConfig, JoinSpec, WindowJoinConfig};
+use crate::ops::topn::TopNConfig;
 use crate::ops::window::{
     AggregateSpec, LATE_PORT, WindowAggregateConfig, WindowAggregateFactory, WindowAssign,
 };
@@ -251,6 +252,9 @@ impl Compiler<'_> {
         }
         if let Some(a) = downcast::<UpdateAggregateNode>(plan) {
             return self.update_aggregate(a);
+        }
+        if let Some(t) = downcast::<TopNNode>(plan) {
+            return self.top_n(t);
         }
         if let Some(a) = downcast::<WindowAssignNode>(plan) {
             let input = self.node(&a.input)?;
@@ -643,6 +647,50 @@ impl Compiler<'_> {
             .add_stateful("aggregate", &detail, Arc::new(config), parallelism);
         self.graph
             .connect(input.node, 0, node, Exchange::Hash(keys));
+        Ok(Stream {
+            node,
+            parallelism,
+            watermarked: input.watermarked,
+        })
+    }
+
+    fn top_n(&mut self, t: &TopNNode) -> Result<Stream> {
+        appends_only(&t.input, "a Top-N")?;
+        let input = self.node(&t.input)?;
+        let partition_by = t
+            .partition_by
+            .iter()
+            .map(|k| physical(k, &t.input))
+            .collect::<Result<Vec<_>>>()?;
+        let order_by = t
+            .order_by
+            .iter()
+            .map(|s| {
+                let options = datafusion::arrow::compute::SortOptions {
+                    descending: !s.asc,
+                    nulls_first: s.nulls_first,
+                };
+                Ok((physical(&s.expr, &t.input)?, options))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let parallelism = if partition_by.is_empty() {
+            1
+        } else {
+            self.config.parallelism.max(1)
+        };
+        let config = TopNConfig {
+            partition_by: partition_by.clone(),
+            order_by,
+            limit: t.limit,
+            input_schema: Arc::new(t.input.schema().as_arrow().clone()),
+            output_schema: Arc::new(t.schema.as_arrow().clone()),
+        };
+        let detail = explain(t).trim_start_matches("TopN: ").to_string();
+        let node = self
+            .graph
+            .add_stateful("top-n", &detail, Arc::new(config), parallelism);
+        self.graph
+            .connect(input.node, 0, node, Exchange::Hash(partition_by));
         Ok(Stream {
             node,
             parallelism,

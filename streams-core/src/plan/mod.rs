@@ -11,6 +11,7 @@ mod nodes;
 pub use builder::StreamPlanBuilder;
 pub use compile::{JobConfig, compile, optimize};
 pub use nodes::{
-    SinkNode, SinkRef, SourceRef, StreamJoinKind, StreamJoinNode, StreamScan, UpdateAggregateNode,
-    WatermarkNode, WindowAggregateNode, WindowAssignNode, WindowOptions, describe_window,
+    SinkNode, SinkRef, SourceRef, StreamJoinKind, StreamJoinNode, StreamScan, TopNNode,
+    UpdateAggregateNode, WatermarkNode, WindowAggregateNode, WindowAssignNode, WindowOptions,
+    describe_window,
 };

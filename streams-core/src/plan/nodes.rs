@@ -561,3 +561,86 @@ impl UserDefinedLogicalNodeCore for UpdateAggregateNode {
         })
     }
 }
+
+/// Top-N per key: `ROW_NUMBER() OVER (PARTITION BY keys ORDER BY order) <= limit`, as an
+/// update stream (input columns, the rank, [`crate::changelog::OP_COLUMN`]).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct TopNNode {
+    /// Input (append-only).
+    pub input: LogicalPlan,
+    /// Partition keys.
+    pub partition_by: Vec<Expr>,
+    /// Order, best first.
+    pub order_by: Vec<datafusion::logical_expr::SortExpr>,
+    /// Rows kept per key.
+    pub limit: usize,
+    /// Input columns, the rank, the change column.
+    pub schema: DFSchemaRef,
+}
+
+impl PartialOrd for TopNNode {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        (&self.input, &self.partition_by, self.limit).partial_cmp(&(
+            &other.input,
+            &other.partition_by,
+            other.limit,
+        ))
+    }
+}
+
+impl UserDefinedLogicalNodeCore for TopNNode {
+    fn name(&self) -> &str {
+        "TopN"
+    }
+    fn inputs(&self) -> Vec<&LogicalPlan> {
+        vec![&self.input]
+    }
+    fn schema(&self) -> &DFSchemaRef {
+        &self.schema
+    }
+    fn expressions(&self) -> Vec<Expr> {
+        self.partition_by
+            .iter()
+            .cloned()
+            .chain(self.order_by.iter().map(|s| s.expr.clone()))
+            .collect()
+    }
+    fn fmt_for_explain(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        let list = |v: &[Expr]| {
+            v.iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let order: Vec<String> = self.order_by.iter().map(|s| s.to_string()).collect();
+        write!(
+            f,
+            "TopN: {} per [{}] by [{}]",
+            self.limit,
+            list(&self.partition_by),
+            order.join(", ")
+        )
+    }
+    fn with_exprs_and_inputs(
+        &self,
+        mut exprs: Vec<Expr>,
+        inputs: Vec<LogicalPlan>,
+    ) -> DfResult<Self> {
+        let order = exprs.split_off(self.partition_by.len());
+        let order_by = self
+            .order_by
+            .iter()
+            .zip(order)
+            .map(|(s, e)| datafusion::logical_expr::SortExpr {
+                expr: e,
+                ..s.clone()
+            })
+            .collect();
+        Ok(TopNNode {
+            input: exact_inputs("TopN", inputs)?,
+            partition_by: exprs,
+            order_by,
+            ..self.clone()
+        })
+    }
+}
