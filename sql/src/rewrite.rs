@@ -75,7 +75,10 @@ impl Rewriter<'_> {
                         other => other,
                     },
                     LogicalPlan::Join(join) => self.join(join),
-                    LogicalPlan::Filter(f) => self.filtered_cross_join(f),
+                    LogicalPlan::Filter(f) => match self.top_n(f) {
+                        Ok(None) => self.filtered_cross_join(f),
+                        other => other,
+                    },
                     LogicalPlan::TableScan(scan) => self.scan(scan),
                     _ => Ok(None),
                 };
@@ -464,5 +467,111 @@ impl Rewriter<'_> {
             )?
             .build();
         Ok(plan)
+    }
+
+    /// `WHERE rn <= N` over `ROW_NUMBER() OVER (PARTITION BY ... ORDER BY ...) AS rn`: a
+    /// Top-N (deduplication when N = 1).
+    fn top_n(
+        &self,
+        f: &streams_core::datafusion::logical_expr::Filter,
+    ) -> Result<Option<LogicalPlan>> {
+        use streams_core::datafusion::logical_expr::{BinaryExpr, Operator, expr::WindowFunction};
+        let limit_of = |e: &Expr| match e {
+            Expr::Literal(v, _) => v.to_string().parse::<i64>().ok(),
+            Expr::Cast(c) => match c.expr.as_ref() {
+                Expr::Literal(v, _) => v.to_string().parse::<i64>().ok(),
+                _ => None,
+            },
+            _ => None,
+        };
+        let Expr::BinaryExpr(BinaryExpr { left, op, right }) = &f.predicate else {
+            return Ok(None);
+        };
+        let (column, limit) = match (left.as_ref(), op, right.as_ref()) {
+            (Expr::Column(c), Operator::LtEq, n) | (n, Operator::GtEq, Expr::Column(c)) => {
+                (c, limit_of(n))
+            }
+            (Expr::Column(c), Operator::Lt, n) | (n, Operator::Gt, Expr::Column(c)) => {
+                (c, limit_of(n).map(|v| v - 1))
+            }
+            (Expr::Column(c), Operator::Eq, n) | (n, Operator::Eq, Expr::Column(c))
+                if limit_of(n) == Some(1) =>
+            {
+                (c, Some(1))
+            }
+            _ => return Ok(None),
+        };
+        let Some(limit) = limit else {
+            return Ok(None);
+        };
+        // Down to the window function through aliases and projections.
+        let mut path: Vec<&LogicalPlan> = Vec::new();
+        let mut node = f.input.as_ref();
+        let window = loop {
+            match node {
+                LogicalPlan::SubqueryAlias(_) | LogicalPlan::Projection(_) => {
+                    path.push(node);
+                    node = node.inputs()[0];
+                }
+                LogicalPlan::Window(w) => break w,
+                _ => return Ok(None),
+            }
+        };
+        let [expr] = window.window_expr.as_slice() else {
+            return Ok(None);
+        };
+        let Expr::WindowFunction(wf) = expr.clone().unalias_nested().data else {
+            return Ok(None);
+        };
+        let WindowFunction { fun, params } = wf.as_ref();
+        if fun.name() != "row_number" {
+            return Ok(None);
+        }
+        let rank_name = window
+            .schema
+            .field(window.schema.fields().len() - 1)
+            .name()
+            .clone();
+        // The filtered column must be the row number, under its own name or an alias of it.
+        let is_rank = column.name == rank_name
+            || path.iter().any(|p| match p {
+                LogicalPlan::Projection(p) => p.expr.iter().any(|e| {
+                    matches!(e, Expr::Alias(a) if a.name == column.name
+                        && matches!(a.expr.as_ref(), Expr::Column(c) if c.name == rank_name))
+                }),
+                _ => false,
+            });
+        if !is_rank {
+            return Ok(None);
+        }
+        if limit < 1 {
+            return Err(plan_err(format!(
+                "a Top-N needs at least one row: {}",
+                f.predicate
+            )));
+        }
+        if params.order_by.is_empty() {
+            return Err(plan_err("ROW_NUMBER() for Top-N needs an ORDER BY"));
+        }
+        let input = self.streaming(window.input.as_ref().clone())?;
+        let mut plan = StreamPlanBuilder::from_plan(input)
+            .top_n(
+                params.partition_by.clone(),
+                params.order_by.clone(),
+                limit as usize,
+                &rank_name,
+            )?
+            .build();
+        for step in path.iter().rev() {
+            plan = step
+                .with_new_exprs(step.expressions(), vec![plan])
+                .map_err(df)?;
+        }
+        let plan = LogicalPlanBuilder::from(plan)
+            .filter(f.predicate.clone())
+            .map_err(df)?
+            .build()
+            .map_err(df)?;
+        Ok(Some(plan))
     }
 }
