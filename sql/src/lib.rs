@@ -20,8 +20,9 @@
 //!   joins with time bounds into interval joins, and any other `GROUP BY` into an unbounded
 //!   aggregate whose output is an update stream (`streams_core::changelog`).
 //!
-//! Not yet: regular joins without time bounds, deduplication and Top-N, session windows
-//! without aggregation. See `docs/design/sql.md`.
+//!   `ROW_NUMBER() OVER (...)` filtered to `rn <= N` becomes a Top-N (deduplication for N = 1).
+//!
+//! Not yet: regular joins without time bounds, session windows without aggregation. See `docs/design/sql.md`.
 
 mod catalog;
 mod dialect;
