@@ -286,14 +286,7 @@ impl StreamPlanBuilder {
     pub fn aggregate(self, group_expr: Vec<Expr>, aggr_expr: Vec<Expr>) -> Result<Self> {
         let mut fields = exprlist_to_fields(&group_expr, &self.plan)?;
         fields.extend(exprlist_to_fields(&aggr_expr, &self.plan)?);
-        fields.push((
-            None,
-            Arc::new(Field::new(
-                crate::changelog::OP_COLUMN,
-                DataType::Int8,
-                false,
-            )),
-        ));
+        fields.push(change_column());
         let schema = DFSchema::new_with_metadata(fields, Default::default())?;
         Ok(StreamPlanBuilder {
             plan: ext(UpdateAggregateNode {
@@ -324,14 +317,7 @@ impl StreamPlanBuilder {
             .map(|(q, f)| (q.cloned(), Arc::clone(f)))
             .collect();
         fields.push((None, Arc::new(Field::new(rank, DataType::UInt64, false))));
-        fields.push((
-            None,
-            Arc::new(Field::new(
-                crate::changelog::OP_COLUMN,
-                DataType::Int8,
-                false,
-            )),
-        ));
+        fields.push(change_column());
         let schema = DFSchema::new_with_metadata(fields, Default::default())?;
         Ok(StreamPlanBuilder {
             plan: ext(TopNNode {
@@ -362,6 +348,18 @@ impl StreamPlanBuilder {
     pub fn build(self) -> LogicalPlan {
         self.plan
     }
+}
+
+/// The last column of an update stream.
+fn change_column() -> (Option<TableReference>, Arc<Field>) {
+    (
+        None,
+        Arc::new(Field::new(
+            crate::changelog::OP_COLUMN,
+            DataType::Int8,
+            false,
+        )),
+    )
 }
 
 /// The time zone of an event-time column, or why it cannot be one.

@@ -200,6 +200,35 @@ impl Compiler<'_> {
         self.graph.connect(from.node, 0, to, Exchange::Forward);
     }
 
+    /// Subtasks of a keyed operator: the job's parallelism, or one without keys.
+    fn keyed_parallelism(&self, keys: &[Arc<dyn PhysicalExpr>]) -> usize {
+        if keys.is_empty() {
+            1
+        } else {
+            self.config.parallelism.max(1)
+        }
+    }
+
+    /// Adds a keyed operator fed by `input` through a hash exchange on `keys`.
+    fn keyed(
+        &mut self,
+        name: &str,
+        detail: &str,
+        factory: Arc<dyn crate::operator::OperatorFactory>,
+        input: &Stream,
+        keys: Vec<Arc<dyn PhysicalExpr>>,
+    ) -> Stream {
+        let parallelism = self.keyed_parallelism(&keys);
+        let node = self.graph.add_stateful(name, detail, factory, parallelism);
+        self.graph
+            .connect(input.node, 0, node, Exchange::Hash(keys));
+        Stream {
+            node,
+            parallelism,
+            watermarked: input.watermarked,
+        }
+    }
+
     fn node(&mut self, plan: &LogicalPlan) -> Result<Stream> {
         if let Some(scan) = downcast::<StreamScan>(plan) {
             return Ok(self.scan(scan, None));
@@ -435,11 +464,7 @@ impl Compiler<'_> {
         let aggregates = lower_aggregates(&w.aggr_expr, &w.input)?;
         let out = Arc::new(w.schema.as_arrow().clone());
         let key_fields = out.fields()[3..3 + keys.len()].to_vec();
-        let parallelism = if keys.is_empty() {
-            1
-        } else {
-            self.config.parallelism.max(1)
-        };
+        let parallelism = self.keyed_parallelism(&keys);
         let late_output = w.options.late_sink.is_some();
         let config = WindowAggregateConfig {
             spec: w.window,
@@ -579,11 +604,7 @@ impl Compiler<'_> {
                 late_output,
             }),
         };
-        let parallelism = if left_keys.is_empty() {
-            1
-        } else {
-            self.config.parallelism.max(1)
-        };
+        let parallelism = self.keyed_parallelism(&left_keys);
         let detail = explain(j).trim_start_matches("StreamJoin: ").to_string();
         let node = self
             .graph
@@ -624,11 +645,6 @@ impl Compiler<'_> {
         let aggregates = lower_aggregates(&a.aggr_expr, &a.input)?;
         let out = Arc::new(a.schema.as_arrow().clone());
         let key_fields = out.fields()[..keys.len()].to_vec();
-        let parallelism = if keys.is_empty() {
-            1
-        } else {
-            self.config.parallelism.max(1)
-        };
         let config = UnboundedAggregateConfig {
             keys: keys.clone(),
             key_schema: Arc::new(Schema::new(key_fields)),
@@ -639,19 +655,9 @@ impl Compiler<'_> {
                 .watermark_interval
                 .max(std::time::Duration::from_millis(1)),
         };
-        let detail = explain(a)
-            .trim_start_matches("UpdateAggregate: ")
-            .to_string();
-        let node = self
-            .graph
-            .add_stateful("aggregate", &detail, Arc::new(config), parallelism);
-        self.graph
-            .connect(input.node, 0, node, Exchange::Hash(keys));
-        Ok(Stream {
-            node,
-            parallelism,
-            watermarked: input.watermarked,
-        })
+        let detail = explain(a);
+        let detail = detail.trim_start_matches("UpdateAggregate: ");
+        Ok(self.keyed("aggregate", detail, Arc::new(config), &input, keys))
     }
 
     fn top_n(&mut self, t: &TopNNode) -> Result<Stream> {
@@ -673,11 +679,6 @@ impl Compiler<'_> {
                 Ok((physical(&s.expr, &t.input)?, options))
             })
             .collect::<Result<Vec<_>>>()?;
-        let parallelism = if partition_by.is_empty() {
-            1
-        } else {
-            self.config.parallelism.max(1)
-        };
         let config = TopNConfig {
             partition_by: partition_by.clone(),
             order_by,
@@ -685,16 +686,8 @@ impl Compiler<'_> {
             input_schema: Arc::new(t.input.schema().as_arrow().clone()),
             output_schema: Arc::new(t.schema.as_arrow().clone()),
         };
-        let detail = explain(t).trim_start_matches("TopN: ").to_string();
-        let node = self
-            .graph
-            .add_stateful("top-n", &detail, Arc::new(config), parallelism);
-        self.graph
-            .connect(input.node, 0, node, Exchange::Hash(partition_by));
-        Ok(Stream {
-            node,
-            parallelism,
-            watermarked: input.watermarked,
-        })
+        let detail = explain(t);
+        let detail = detail.trim_start_matches("TopN: ");
+        Ok(self.keyed("top-n", detail, Arc::new(config), &input, partition_by))
     }
 }
