@@ -11,8 +11,10 @@ use datafusion::logical_expr::{
 };
 
 use super::nodes::{
-    SinkNode, SinkRef, SourceRef, StreamJoinKind, StreamJoinNode, StreamScan, TopNNode,
-    UpdateAggregateNode, WatermarkNode, WindowAggregateNode, WindowAssignNode, WindowOptions,
+    SinkNode, SinkRef, SourceRef, StreamScan, WatermarkNode, WindowAggregateNode, WindowOptions,
+};
+use super::nodes_more::{
+    StreamJoinKind, StreamJoinNode, TopNNode, UpdateAggregateNode, WindowAssignNode,
 };
 use crate::ops::join::JoinType;
 use crate::sink::SinkFactory;

@@ -6,12 +6,16 @@
 
 mod builder;
 mod compile;
+mod compile_keyed;
 mod nodes;
+mod nodes_more;
 
 pub use builder::StreamPlanBuilder;
 pub use compile::{JobConfig, compile, optimize};
 pub use nodes::{
-    SinkNode, SinkRef, SourceRef, StreamJoinKind, StreamJoinNode, StreamScan, TopNNode,
-    UpdateAggregateNode, WatermarkNode, WindowAggregateNode, WindowAssignNode, WindowOptions,
+    SinkNode, SinkRef, SourceRef, StreamScan, WatermarkNode, WindowAggregateNode, WindowOptions,
     describe_window,
+};
+pub use nodes_more::{
+    StreamJoinKind, StreamJoinNode, TopNNode, UpdateAggregateNode, WindowAssignNode,
 };

@@ -1,0 +1,206 @@
+//! Compiling the keyed operators of two kinds of plan node: stream joins, and the
+//! update-stream operators (unbounded aggregate, Top-N).
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::Schema;
+use datafusion::execution::context::ExecutionProps;
+use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
+use datafusion::physical_expr::create_physical_expr;
+
+use super::compile::{Compiler, Stream, appends_only, explain, lower_aggregates, physical};
+use super::nodes_more::{StreamJoinKind, StreamJoinNode, TopNNode, UpdateAggregateNode};
+use crate::ops::aggregate::UnboundedAggregateConfig;
+use crate::ops::join::{IntervalJoinConfig, JoinSpec, WindowJoinConfig};
+use crate::ops::topn::TopNConfig;
+use crate::ops::window::LATE_PORT;
+use crate::runtime::Exchange;
+use crate::{Error, Result};
+
+impl Compiler<'_> {
+    pub(super) fn join(&mut self, j: &StreamJoinNode) -> Result<Stream> {
+        appends_only(&j.left, "a stream join")?;
+        appends_only(&j.right, "a stream join")?;
+        let left = self.node(&j.left)?;
+        let right = self.node(&j.right)?;
+        if !left.watermarked || !right.watermarked {
+            return Err(Error::plan(format!(
+                "a stream join needs event time on both inputs: declare watermarks for `{}` and `{}`",
+                j.left_time, j.right_time
+            )));
+        }
+        let (ls, rs) = (j.left.schema(), j.right.schema());
+        let column = |schema: &datafusion::common::DFSchema, name: &str, side: &str| {
+            schema.index_of_column_by_name(None, name).ok_or_else(|| {
+                Error::plan(format!(
+                    "{side} time column `{name}` is not a column of the {side} input"
+                ))
+            })
+        };
+        let (left_time, right_time) = (
+            column(ls, &j.left_time, "left")?,
+            column(rs, &j.right_time, "right")?,
+        );
+        let mut left_keys = Vec::with_capacity(j.on.len());
+        let mut right_keys = Vec::with_capacity(j.on.len());
+        for (l, r) in &j.on {
+            let (pl, pr) = (physical(l, &j.left)?, physical(r, &j.right)?);
+            let (tl, tr) = (pl.data_type(ls.as_arrow())?, pr.data_type(rs.as_arrow())?);
+            if tl != tr {
+                return Err(Error::plan(format!(
+                    "join keys {l} ({tl}) and {r} ({tr}) have different types; cast one of them"
+                )));
+            }
+            left_keys.push(pl);
+            right_keys.push(pr);
+        }
+        let window_columns = usize::from(matches!(j.kind, StreamJoinKind::Window(_))) * 2;
+        let out = Arc::new(j.schema.as_arrow().clone());
+        let joined_fields = out.fields()[window_columns..].to_vec();
+        let joined_df = datafusion::common::DFSchema::new_with_metadata(
+            j.schema
+                .iter()
+                .skip(window_columns)
+                .map(|(q, f)| (q.cloned(), Arc::clone(f)))
+                .collect(),
+            Default::default(),
+        )?;
+        let filter = match &j.filter {
+            Some(f) => Some(create_physical_expr(
+                f,
+                &joined_df,
+                &ExecutionProps::new(),
+                &PhysicalPlanningContext::default(),
+            )?),
+            None => None,
+        };
+        let spec = JoinSpec {
+            left_keys: left_keys.clone(),
+            right_keys: right_keys.clone(),
+            filter,
+            join_type: j.join_type,
+            joined_schema: Arc::new(Schema::new(joined_fields)),
+        };
+        let input_schemas = [
+            Arc::new(ls.as_arrow().clone()),
+            Arc::new(rs.as_arrow().clone()),
+        ];
+        let late_output = j.options.late_sink.is_some();
+        let factory: Arc<dyn crate::operator::OperatorFactory> = match j.kind {
+            StreamJoinKind::Window(window) => Arc::new(WindowJoinConfig {
+                join: spec,
+                window: Some(window),
+                left_time,
+                right_time,
+                input_schemas,
+                output_schema: out,
+                allowed_lateness: j.options.allowed_lateness.as_millis() as i64,
+                late_output,
+            }),
+            StreamJoinKind::Windowed => Arc::new(WindowJoinConfig {
+                join: spec,
+                window: None,
+                left_time,
+                right_time,
+                input_schemas,
+                output_schema: out,
+                allowed_lateness: j.options.allowed_lateness.as_millis() as i64,
+                late_output,
+            }),
+            StreamJoinKind::Interval { lower, upper } => Arc::new(IntervalJoinConfig {
+                join: spec,
+                left_time,
+                right_time,
+                input_schemas,
+                lower,
+                upper,
+                late_output,
+            }),
+        };
+        let parallelism = self.keyed_parallelism(&left_keys);
+        let detail = explain(j).trim_start_matches("StreamJoin: ").to_string();
+        let node = self
+            .graph
+            .add_stateful("join", &detail, factory, parallelism);
+        self.graph
+            .connect(left.node, 0, node, Exchange::Hash(left_keys));
+        self.graph
+            .connect(right.node, 0, node, Exchange::Hash(right_keys));
+        if let Some(sink) = &j.options.late_sink {
+            // Late rows leave as they came, each side on its own port with its own schema.
+            for (side, schema) in [("left", ls), ("right", rs)].into_iter().zip([0, 1]) {
+                let ((name, input_schema), port) = (side, LATE_PORT + schema);
+                let late = self.graph.add_sink(
+                    "sink",
+                    &format!("late {name} rows of [{}]", node.0),
+                    Arc::clone(&sink.0),
+                    Arc::new(input_schema.as_arrow().clone()),
+                    parallelism,
+                );
+                self.graph.connect(node, port, late, Exchange::Forward);
+            }
+        }
+        Ok(Stream {
+            node,
+            parallelism,
+            watermarked: true,
+        })
+    }
+
+    pub(super) fn update_aggregate(&mut self, a: &UpdateAggregateNode) -> Result<Stream> {
+        appends_only(&a.input, "an unbounded aggregate")?;
+        let input = self.node(&a.input)?;
+        let keys = a
+            .group_expr
+            .iter()
+            .map(|k| physical(k, &a.input))
+            .collect::<Result<Vec<_>>>()?;
+        let aggregates = lower_aggregates(&a.aggr_expr, &a.input)?;
+        let out = Arc::new(a.schema.as_arrow().clone());
+        let key_fields = out.fields()[..keys.len()].to_vec();
+        let config = UnboundedAggregateConfig {
+            keys: keys.clone(),
+            key_schema: Arc::new(Schema::new(key_fields)),
+            aggregates,
+            output_schema: out,
+            emit_interval: self
+                .config
+                .watermark_interval
+                .max(std::time::Duration::from_millis(1)),
+        };
+        let detail = explain(a);
+        let detail = detail.trim_start_matches("UpdateAggregate: ");
+        Ok(self.keyed("aggregate", detail, Arc::new(config), &input, keys))
+    }
+
+    pub(super) fn top_n(&mut self, t: &TopNNode) -> Result<Stream> {
+        appends_only(&t.input, "a Top-N")?;
+        let input = self.node(&t.input)?;
+        let partition_by = t
+            .partition_by
+            .iter()
+            .map(|k| physical(k, &t.input))
+            .collect::<Result<Vec<_>>>()?;
+        let order_by = t
+            .order_by
+            .iter()
+            .map(|s| {
+                let options = datafusion::arrow::compute::SortOptions {
+                    descending: !s.asc,
+                    nulls_first: s.nulls_first,
+                };
+                Ok((physical(&s.expr, &t.input)?, options))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let config = TopNConfig {
+            partition_by: partition_by.clone(),
+            order_by,
+            limit: t.limit,
+            input_schema: Arc::new(t.input.schema().as_arrow().clone()),
+            output_schema: Arc::new(t.schema.as_arrow().clone()),
+        };
+        let detail = explain(t);
+        let detail = detail.trim_start_matches("TopN: ");
+        Ok(self.keyed("top-n", detail, Arc::new(config), &input, partition_by))
+    }
+}
