@@ -276,6 +276,16 @@ fn e_clone_err(e: &mut SqlEngine, sql: &str) -> String {
 
 async fn run_into(sql: &str, sink: &str) -> RecordBatch {
     let (mut e, connector) = engine();
+    run_in(&mut e, &connector, sql, sink).await
+}
+
+/// Runs a script (after the shared DDL) in `e` and returns what sink table `sink` received.
+async fn run_in(
+    e: &mut SqlEngine,
+    connector: &TestConnector,
+    sql: &str,
+    sink: &str,
+) -> RecordBatch {
     let outcomes = e
         .execute(&format!("{DDL}{sql}"))
         .unwrap_or_else(|err| panic!("{err}"));
@@ -502,28 +512,15 @@ async fn rust_udfs_and_udafs_work_in_windows() {
     let (mut e, connector) = engine();
     e.register_udaf(spread.clone()).unwrap();
     e.register_udf(cents).unwrap();
-    let out = e
-        .execute(&format!(
-            "{DDL} INSERT INTO out SELECT window_start, window_end, auction, spread(price), MAX(cents(price)) \
-             FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(date_time), INTERVAL '10' SECOND)) \
-             GROUP BY window_start, window_end, auction;"
-        ))
-        .unwrap();
-    let plans: Vec<_> = out
-        .into_iter()
-        .filter_map(|o| match o {
-            Outcome::Insert(p) => Some(p),
-            _ => None,
-        })
-        .collect();
-    let graph = e.compile(&plans).unwrap();
-    streams_core::runtime::launch(graph, &e.config().runtime)
-        .unwrap()
-        .wait()
-        .await
-        .unwrap();
-    let sink = connector.sinks.lock().unwrap().get("out").cloned().unwrap();
-    let got = concat_batches(&sink.batches()[0].schema(), &sink.batches()).unwrap();
+    let got = run_in(
+        &mut e,
+        &connector,
+        "INSERT INTO out SELECT window_start, window_end, auction, spread(price), MAX(cents(price)) \
+         FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(date_time), INTERVAL '10' SECOND)) \
+         GROUP BY window_start, window_end, auction;",
+        "out",
+    )
+    .await;
     let ctx = SessionContext::new();
     ctx.register_udaf(spread);
     ctx.register_table(

@@ -63,16 +63,7 @@ impl StreamPlanBuilder {
         out_of_orderness: Duration,
         idle_timeout: Option<Duration>,
     ) -> Result<Self> {
-        let field = self
-            .plan
-            .schema()
-            .field_with_unqualified_name(column)
-            .map_err(|_| {
-                Error::plan(format!(
-                    "watermark column `{column}` is not a column of the input"
-                ))
-            })?;
-        time_type(column, field.data_type())?;
+        event_time_column(&self.plan, column, "watermark", "input")?;
         Ok(StreamPlanBuilder {
             plan: ext(WatermarkNode {
                 input: self.plan,
@@ -127,15 +118,7 @@ impl StreamPlanBuilder {
                  they close)",
             ));
         }
-        let input_schema = self.plan.schema();
-        let field = input_schema
-            .field_with_unqualified_name(time_column)
-            .map_err(|_| {
-                Error::plan(format!(
-                    "window time column `{time_column}` is not a column of the input"
-                ))
-            })?;
-        let tz = time_type(time_column, field.data_type())?;
+        let tz = event_time_column(&self.plan, time_column, "window time", "input")?;
         let ts = DataType::Timestamp(TimeUnit::Millisecond, tz);
         let mut fields: Vec<(Option<TableReference>, Arc<Field>)> =
             ["window_start", "window_end", "window_time"]
@@ -190,26 +173,8 @@ impl StreamPlanBuilder {
             }
             StreamJoinKind::Interval { .. } => {}
         }
-        let lt = self
-            .plan
-            .schema()
-            .field_with_unqualified_name(left_time)
-            .map_err(|_| {
-                Error::plan(format!(
-                    "left time column `{left_time}` is not a column of the left input"
-                ))
-            })?;
-        let tz = time_type(left_time, lt.data_type())?;
-        let rt = right
-            .plan
-            .schema()
-            .field_with_unqualified_name(right_time)
-            .map_err(|_| {
-                Error::plan(format!(
-                    "right time column `{right_time}` is not a column of the right input"
-                ))
-            })?;
-        time_type(right_time, rt.data_type())?;
+        let tz = event_time_column(&self.plan, left_time, "left time", "left input")?;
+        event_time_column(&right.plan, right_time, "right time", "right input")?;
         let df_join = match join_type {
             JoinType::Inner => datafusion::logical_expr::JoinType::Inner,
             JoinType::Left => datafusion::logical_expr::JoinType::Left,
@@ -248,16 +213,7 @@ impl StreamPlanBuilder {
     /// `window_time` appended (once per window it is in).
     pub fn window_assign(self, window: WindowSpec, time_column: &str) -> Result<Self> {
         window.validate().map_err(|e| Error::plan(e.to_string()))?;
-        let field = self
-            .plan
-            .schema()
-            .field_with_unqualified_name(time_column)
-            .map_err(|_| {
-                Error::plan(format!(
-                    "window time column `{time_column}` is not a column of the input"
-                ))
-            })?;
-        let tz = time_type(time_column, field.data_type())?;
+        let tz = event_time_column(&self.plan, time_column, "window time", "input")?;
         let ts = DataType::Timestamp(TimeUnit::Millisecond, tz);
         let mut fields: Vec<(Option<TableReference>, Arc<Field>)> = self
             .plan
@@ -362,6 +318,25 @@ fn change_column() -> (Option<TableReference>, Arc<Field>) {
             false,
         )),
     )
+}
+
+/// The time zone of `column`, an event-time column of `plan`, or an error naming `what` (e.g.
+/// "window time") and `place` (e.g. "input") when it is missing or not a time.
+fn event_time_column(
+    plan: &LogicalPlan,
+    column: &str,
+    what: &str,
+    place: &str,
+) -> Result<Option<Arc<str>>> {
+    let field = plan
+        .schema()
+        .field_with_unqualified_name(column)
+        .map_err(|_| {
+            Error::plan(format!(
+                "{what} column `{column}` is not a column of the {place}"
+            ))
+        })?;
+    time_type(column, field.data_type())
 }
 
 /// The time zone of an event-time column, or why it cannot be one.

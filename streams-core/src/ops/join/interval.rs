@@ -230,13 +230,13 @@ impl Operator for IntervalJoin {
         let (batch, ts) = if late.true_count() == 0 {
             (batch, ts)
         } else {
-            let late_rows = filter_record_batch(&batch, &late)?;
-            if let Some(m) = &self.metrics {
-                m.late(late_rows.num_rows());
-            }
-            if self.config.late_output {
-                out.emit_to(LATE_PORT + side, late_rows);
-            }
+            crate::ops::route_late(
+                self.metrics.as_deref(),
+                self.config.late_output.then_some(LATE_PORT + side),
+                late.true_count(),
+                || Ok(filter_record_batch(&batch, &late)?),
+                out,
+            )?;
             let keep = datafusion::arrow::compute::not(&late)?;
             let kept = filter_record_batch(&batch, &keep)?;
             let ts = event_times(kept.column(column))?;

@@ -209,17 +209,13 @@ impl Operator for WindowJoin {
                 late.push(i as u32);
             }
         }
-        if !late.is_empty() {
-            if let Some(m) = &self.metrics {
-                m.late(late.len());
-            }
-            if self.config.late_output {
-                out.emit_to(
-                    LATE_PORT + side,
-                    take_record_batch(&batch, &UInt32Array::from(late))?,
-                );
-            }
-        }
+        crate::ops::route_late(
+            self.metrics.as_deref(),
+            self.config.late_output.then_some(LATE_PORT + side),
+            late.len(),
+            || Ok(take_record_batch(&batch, &UInt32Array::from(late))?),
+            out,
+        )?;
         for (end, idx) in rows {
             let part = if idx.len() == batch.num_rows() {
                 batch.clone()

@@ -168,14 +168,13 @@ impl WindowAggregate {
 
     /// Counts late rows and sends them to the side output if configured.
     fn route_late(&self, batch: &RecordBatch, late: &BooleanArray, out: &mut Output) -> Result<()> {
-        let late_rows = filter_record_batch(batch, late)?;
-        if let Some(m) = &self.metrics {
-            m.late(late_rows.num_rows());
-        }
-        if self.config.late_output {
-            out.emit_to(LATE_PORT, late_rows);
-        }
-        Ok(())
+        crate::ops::route_late(
+            self.metrics.as_deref(),
+            self.config.late_output.then_some(LATE_PORT),
+            late.true_count(),
+            || Ok(filter_record_batch(batch, late)?),
+            out,
+        )
     }
 
     fn emit(&self, fired: Vec<Fired>, out: &mut Output) -> Result<()> {
