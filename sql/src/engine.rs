@@ -14,6 +14,7 @@ use streams_core::datafusion::execution::session_state::SessionStateBuilder;
 use streams_core::datafusion::logical_expr::{
     AggregateUDF, Expr, ExprSchemable, LogicalPlan, ScalarUDF, cast,
 };
+use streams_core::datafusion::prelude::SessionConfig;
 use streams_core::datafusion::sql::planner::{PlannerContext, SqlToRel};
 use streams_core::datafusion::sql::sqlparser::ast::{
     BinaryOperator, Expr as SqlExpr, ObjectType, Statement, TableObject,
@@ -71,7 +72,16 @@ fn df(e: streams_core::datafusion::error::DataFusionError) -> Error {
 impl SqlEngine {
     /// A session with no tables, resolving `WITH ('connector' = ...)` through `registry`.
     pub fn new(registry: ConnectorRegistry) -> Self {
-        let mut state = SessionStateBuilder::new().with_default_features().build();
+        let mut config = SessionConfig::new();
+        let parser = &mut config.options_mut().sql_parser;
+        // Flink's identifiers are case-sensitive (`dateTime` is not `datetime`), and its
+        // decimal literals are exact DECIMALs.
+        parser.enable_ident_normalization = false;
+        parser.parse_float_as_decimal = true;
+        let mut state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_default_features()
+            .build();
         for f in crate::functions::flink_functions() {
             // Replaces DataFusion's `date_format` (an alias of `to_char`, with chrono
             // patterns) by Flink's, with Java patterns.
@@ -331,7 +341,8 @@ impl SqlEngine {
         let base = self.provider();
         let base_planner = SqlToRel::new(&base);
         let interval = |e: &SqlExpr| interval_of(&base_planner, e);
-        let (s, windows) = crate::windows::extract(s, &self.catalog, &interval)?;
+        let (mut s, windows) = crate::windows::extract(s, &self.catalog, &interval)?;
+        crate::names::name_field_accesses(&mut s);
         let mut provider = self.provider();
         for w in &windows {
             provider.extra.insert(w.name.clone(), Arc::clone(&w.schema));

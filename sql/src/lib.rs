@@ -30,6 +30,7 @@ mod engine;
 mod error;
 mod functions;
 mod joins;
+mod names;
 mod parser;
 mod rewrite;
 mod windows;

@@ -4,7 +4,8 @@
 //! token API, so positions in errors stay those of the original text.
 
 use streams_core::datafusion::sql::sqlparser::ast::{
-    ColumnDef, Expr, Ident, ObjectName, Statement,
+    ColumnDef, ColumnOptionDef, DataType, Expr, Ident, ObjectName, Statement, StructBracketKind,
+    StructField,
 };
 use streams_core::datafusion::sql::sqlparser::keywords::Keyword;
 use streams_core::datafusion::sql::sqlparser::parser::{Parser, ParserError};
@@ -253,8 +254,74 @@ fn table_element(p: &mut Parser, t: &mut CreateTable) -> Result<(), ParserError>
         t.computed.push((name, expr));
         return Ok(());
     }
-    t.columns.push(p.parse_column_def()?);
+    let name = p.parse_identifier()?;
+    let data_type = data_type(p, &mut false)?;
+    let mut options = Vec::new();
+    while let Some(option) = p.parse_optional_column_option()? {
+        options.push(ColumnOptionDef { name: None, option });
+    }
+    t.columns.push(ColumnDef {
+        name,
+        data_type,
+        options,
+    });
     Ok(())
+}
+
+/// A column type, with Flink's `ROW<name type, ...>` / `ROW(name type, ...)` (which sqlparser
+/// does not parse) as a struct. `closed` is set when a nested row's `>>` also closed this one.
+fn data_type(p: &mut Parser, closed: &mut bool) -> Result<DataType, ParserError> {
+    let is_row = matches!(&p.peek_token().token, Token::Word(w) if w.keyword == Keyword::ROW)
+        && matches!(p.peek_nth_token(1).token, Token::Lt | Token::LParen);
+    if !is_row {
+        return p.parse_data_type();
+    }
+    p.next_token();
+    let angle = p.consume_token(&Token::Lt);
+    if !angle {
+        p.expect_token(&Token::LParen)?;
+    }
+    let mut fields = Vec::new();
+    let mut inner_closed = false;
+    loop {
+        let field_name = p.parse_identifier()?;
+        let field_type = data_type(p, &mut inner_closed)?;
+        if !inner_closed {
+            // Field constraints and comments are accepted and not kept, as in Flink.
+            let _ =
+                p.parse_keywords(&[Keyword::NOT, Keyword::NULL]) || p.parse_keyword(Keyword::NULL);
+            if p.parse_keyword(Keyword::COMMENT) {
+                p.parse_literal_string()?;
+            }
+        }
+        fields.push(StructField {
+            field_name: Some(field_name),
+            field_type,
+            options: None,
+        });
+        if inner_closed {
+            // `ROW<a ROW<b INT>>`: the `>>` closed both.
+            break;
+        }
+        if !p.consume_token(&Token::Comma) {
+            break;
+        }
+    }
+    if !inner_closed {
+        if !angle {
+            p.expect_token(&Token::RParen)?;
+        } else if p.consume_token(&Token::ShiftRight) {
+            *closed = true;
+        } else {
+            p.expect_token(&Token::Gt)?;
+        }
+    }
+    let kind = if angle {
+        StructBracketKind::AngleBrackets
+    } else {
+        StructBracketKind::Parentheses
+    };
+    Ok(DataType::Struct(fields, kind))
 }
 
 #[cfg(test)]

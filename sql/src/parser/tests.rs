@@ -81,3 +81,30 @@ fn errors_name_line_and_column() {
         .to_string();
     assert!(e.contains("line 1, column 42") && e.contains("="), "{e}");
 }
+
+#[test]
+fn row_types_nest_in_either_bracket_style() {
+    let sql = "CREATE TABLE nexmark (event_type INT NOT NULL, \
+               bid ROW<auction BIGINT, meta ROW<url VARCHAR, at TIMESTAMP(3)>>, \
+               person ROW(id BIGINT NOT NULL, name VARCHAR COMMENT 'full name'), \
+               deep ROW<a ROW<b ROW<c INT>>>, tail INT) WITH ('connector' = 'nexmark')";
+    let StreamStatement::CreateTable(t) = one(sql) else {
+        panic!("not a CREATE TABLE");
+    };
+    let types: Vec<String> = t.columns.iter().map(|c| c.data_type.to_string()).collect();
+    assert_eq!(
+        types,
+        [
+            "INT",
+            "STRUCT<auction BIGINT, meta STRUCT<url VARCHAR, at TIMESTAMP(3)>>",
+            "STRUCT(id BIGINT, name VARCHAR)",
+            "STRUCT<a STRUCT<b STRUCT<c INT>>>",
+            "INT"
+        ]
+    );
+    assert_eq!(t.columns[0].options.len(), 1, "NOT NULL kept on columns");
+    let err = parse_script("CREATE TABLE t (r ROW<a INT, b>) WITH ('connector' = 'x')")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("line 1"), "{err}");
+}

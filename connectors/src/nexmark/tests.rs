@@ -1,0 +1,194 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
+
+use std::collections::BTreeMap;
+
+use streams_core::arrow::array::{Array, AsArray, RecordBatch};
+use streams_core::arrow::datatypes::{
+    DataType, Field, Int32Type, Int64Type, Schema, TimeUnit, TimestampMillisecondType,
+};
+
+use super::*;
+
+fn options(pairs: &[(&str, &str)]) -> Options {
+    Options::new(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+}
+
+fn event_table() -> SchemaRef {
+    Arc::new(Schema::new(event_table_fields()))
+}
+
+/// Every event of every split, as (split, batch) in generation order.
+async fn drain(
+    source: &NexmarkSource,
+    subtask: usize,
+    parallelism: usize,
+) -> Vec<(usize, RecordBatch)> {
+    let mut s = source.create(subtask, parallelism).unwrap();
+    let mut out = Vec::new();
+    loop {
+        match s.next().await.unwrap() {
+            SourceEvent::Batch { split, batch } => out.push((split, batch)),
+            SourceEvent::End => return out,
+            _ => {}
+        }
+    }
+}
+
+/// (event type, event time, bid price or -1) per event, sorted.
+fn fingerprint(batches: &[(usize, RecordBatch)]) -> Vec<(i32, i64, i64)> {
+    let mut out = Vec::new();
+    for (_, b) in batches {
+        let ty = b.column(0).as_primitive::<Int32Type>();
+        let bid = b.column(3).as_struct();
+        let price = bid.column(2).as_primitive::<Int64Type>();
+        let times: Vec<i64> = (1..=3)
+            .map(|c| {
+                let row = b.column(c).as_struct();
+                let field = if c == 2 {
+                    5
+                } else if c == 1 {
+                    6
+                } else {
+                    5
+                };
+                row.column(field)
+                    .as_primitive::<TimestampMillisecondType>()
+                    .values()
+                    .to_vec()
+            })
+            .fold(vec![0; b.num_rows()], |acc, v| {
+                acc.iter().zip(v).map(|(a, b)| a + b).collect()
+            });
+        for r in 0..b.num_rows() {
+            let p = if bid.is_valid(r) { price.value(r) } else { -1 };
+            out.push((ty.value(r), times[r], p));
+        }
+    }
+    out.sort_unstable();
+    out
+}
+
+#[tokio::test]
+async fn generates_the_event_table_in_the_configured_proportions() {
+    let source = NexmarkSource::new(
+        "nexmark",
+        event_table(),
+        &options(&[("events.num", "10000"), ("splits", "3"), ("base-time", "0")]),
+    )
+    .unwrap();
+    let batches = drain(&source, 0, 1).await;
+    let mut per_type = BTreeMap::new();
+    for (_, b) in &batches {
+        let ty = b.column(0).as_primitive::<Int32Type>();
+        for r in 0..b.num_rows() {
+            *per_type.entry(ty.value(r)).or_insert(0) += 1;
+            // Exactly the row of the event's own type is set.
+            for (c, want) in [(1, 0), (2, 1), (3, 2)] {
+                assert_eq!(b.column(c).is_valid(r), ty.value(r) == want);
+            }
+        }
+    }
+    // 1 : 3 : 46 out of every 50 events.
+    assert_eq!(per_type, BTreeMap::from([(0, 200), (1, 600), (2, 9200)]));
+}
+
+#[tokio::test]
+async fn events_do_not_depend_on_splits_and_each_split_is_in_time_order() {
+    let make = |splits: &str| {
+        NexmarkSource::new(
+            "nexmark",
+            event_table(),
+            &options(&[
+                ("events.num", "5003"),
+                ("splits", splits),
+                ("batch-size", "100"),
+                ("base-time", "1000"),
+            ]),
+        )
+        .unwrap()
+    };
+    let one = drain(&make("1"), 0, 1).await;
+    // Split numbers are per subtask: tag the second subtask's apart.
+    let mut three = drain(&make("3"), 0, 2).await;
+    three.extend(
+        drain(&make("3"), 1, 2)
+            .await
+            .into_iter()
+            .map(|(s, b)| (s + 10, b)),
+    );
+    assert_eq!(fingerprint(&one).len(), 5003);
+    assert_eq!(fingerprint(&one), fingerprint(&three));
+    let mut last: BTreeMap<usize, i64> = BTreeMap::new();
+    for (split, b) in &three {
+        let bid = b.column(3).as_struct();
+        let t = bid.column(5).as_primitive::<TimestampMillisecondType>();
+        for r in 0..b.num_rows() {
+            if bid.is_valid(r) {
+                let prev = last.insert(*split, t.value(r)).unwrap_or(i64::MIN);
+                assert!(prev <= t.value(r), "split {split} goes back in time");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn declared_subset_of_fields_is_projected_and_cast() {
+    let bid = DataType::Struct(
+        vec![
+            Field::new("price", DataType::Float64, true),
+            Field::new(
+                "datetime",
+                DataType::Timestamp(TimeUnit::Microsecond, None),
+                true,
+            ),
+        ]
+        .into(),
+    );
+    let schema = Arc::new(Schema::new(vec![Field::new("bid", bid.clone(), true)]));
+    let source = NexmarkSource::new(
+        "t",
+        schema,
+        &options(&[("events.num", "100"), ("base-time", "2020-01-01 00:00:00")]),
+    )
+    .unwrap();
+    let batches = drain(&source, 0, 1).await;
+    let b = &batches[0].1;
+    assert_eq!(b.column(0).data_type(), &bid);
+    let row = b.column(0).as_struct();
+    let first = (0..b.num_rows()).find(|r| row.is_valid(*r)).unwrap();
+    let us = row
+        .column(1)
+        .as_primitive::<streams_core::arrow::datatypes::TimestampMicrosecondType>();
+    assert!(us.value(first) >= 1_577_836_800_000_000);
+}
+
+#[test]
+fn bad_tables_and_options_are_refused_by_name() {
+    let err = |schema: SchemaRef, opts: &[(&str, &str)]| {
+        NexmarkSource::new("t", schema, &options(opts))
+            .unwrap_err()
+            .to_string()
+    };
+    let one = |f: Field| Arc::new(Schema::new(vec![f]));
+    let e = err(one(Field::new("price", DataType::Int64, true)), &[]);
+    assert!(e.contains("no column `price`"), "{e}");
+    let e = err(
+        one(Field::new(
+            "bid",
+            DataType::Struct(vec![Field::new("cost", DataType::Int64, true)].into()),
+            true,
+        )),
+        &[],
+    );
+    assert!(e.contains("no field `cost`"), "{e}");
+    let e = err(one(Field::new("bid", DataType::Int64, true)), &[]);
+    assert!(e.contains("must be a ROW"), "{e}");
+    let e = err(event_table(), &[("rate.shape", "triangle")]);
+    assert!(e.contains("'rate.shape'"), "{e}");
+    let e = err(event_table(), &[("splits", "0")]);
+    assert!(e.contains("'splits' must be positive"), "{e}");
+    let e = err(event_table(), &[("base-time", "yesterday")]);
+    assert!(e.contains("'base-time'"), "{e}");
+    let e = err(event_table(), &[("events.num", "-3")]);
+    assert!(e.contains("'events.num'"), "{e}");
+}
