@@ -105,7 +105,7 @@ impl UnboundedAggregate {
         // Keys in group order; interning them again gives the same ids.
         let keys = match &mut self.values {
             Some(v) => {
-                let keys = v.emit(EmitTo::All)?;
+                let keys = super::window::drain_keys(v.as_mut())?;
                 let mut ids = Vec::new();
                 v.intern(&keys, &mut ids)?;
                 keys

@@ -218,7 +218,7 @@ impl GroupTable {
     /// Detaches the partial state of every group, leaving the table empty.
     pub(crate) fn seal(&mut self) -> Result<StateChunk> {
         let keys = match &mut self.values {
-            Some(v) => v.emit(EmitTo::All)?,
+            Some(v) => drain_keys(v.as_mut())?,
             None => Vec::new(),
         };
         let states = self
@@ -238,7 +238,7 @@ impl GroupTable {
     /// aggregate.
     pub(crate) fn evaluate(&mut self) -> Result<(Vec<ArrayRef>, Vec<ArrayRef>, usize)> {
         let keys = match &mut self.values {
-            Some(v) => v.emit(EmitTo::All)?,
+            Some(v) => drain_keys(v.as_mut())?,
             None => Vec::new(),
         };
         let values = self
@@ -248,4 +248,13 @@ impl GroupTable {
             .collect::<Result<_, _>>()?;
         Ok((keys, values, std::mem::take(&mut self.groups)))
     }
+}
+
+/// Every key of `values`, leaving it empty and ready to intern again. DataFusion's multi-column
+/// `GroupValues` keeps its hash map across `emit(EmitTo::All)`, so interning after it would
+/// find stale group ids; `clear_shrink` resets the map too.
+pub(crate) fn drain_keys(values: &mut dyn GroupValues) -> Result<Vec<ArrayRef>> {
+    let keys = values.emit(EmitTo::All)?;
+    values.clear_shrink(0);
+    Ok(keys)
 }

@@ -25,8 +25,8 @@ use datafusion::physical_expr::PhysicalExpr;
 
 pub use assign::WindowAssign;
 pub use groups::AggregateSpec;
-pub(crate) use groups::accumulators;
 use groups::{Aggregates, Inputs};
+pub(crate) use groups::{accumulators, drain_keys};
 use panes::{Bounds, Fired, Panes};
 use sessions::Sessions;
 

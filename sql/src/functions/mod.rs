@@ -1,5 +1,8 @@
 //! Flink functions DataFusion does not have under the same name and meaning: `DATE_FORMAT`
-//! with Java date patterns and `SPLIT_INDEX`.
+//! with Java date patterns, `SPLIT_INDEX`, `MOD`, `REGEXP_EXTRACT`, and the time parts
+//! `YEAR` ... `SECOND`.
+
+mod more;
 
 use std::sync::Arc;
 
@@ -14,10 +17,12 @@ use streams_core::datafusion::logical_expr::{
 
 /// The functions to register in a SQL session.
 pub(crate) fn flink_functions() -> Vec<ScalarUDF> {
-    vec![
+    let mut out = vec![
         ScalarUDF::new_from_impl(DateFormat::new()),
         ScalarUDF::new_from_impl(SplitIndex::new()),
-    ]
+    ];
+    out.extend(more::functions());
+    out
 }
 
 /// Java's `SimpleDateFormat` letters as chrono's `strftime` (the common ones); other
