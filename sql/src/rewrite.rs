@@ -25,7 +25,16 @@ fn carry_changes(plan: LogicalPlan) -> Result<LogicalPlan> {
     let out = plan
         .transform_up(|node| {
             let LogicalPlan::Projection(p) = &node else {
-                return Ok(Transformed::no(node));
+                // Aliases, filters and unions take their columns from their input, which
+                // may have just gained the change column.
+                return match node {
+                    LogicalPlan::SubqueryAlias(_)
+                    | LogicalPlan::Filter(_)
+                    | LogicalPlan::Union(_)
+                    | LogicalPlan::Limit(_)
+                    | LogicalPlan::Sort(_) => Ok(Transformed::yes(node.recompute_schema()?)),
+                    other => Ok(Transformed::no(other)),
+                };
             };
             let input_changes = is_update_stream(p.input.schema().as_arrow());
             let kept = p
@@ -405,9 +414,11 @@ impl Rewriter<'_> {
         let join_type = match j.join_type {
             DfJoin::Inner => JoinType::Inner,
             DfJoin::Left => JoinType::Left,
+            DfJoin::Right => JoinType::Right,
+            DfJoin::Full => JoinType::Full,
             other => {
                 return Err(plan_err(format!(
-                    "{other} JOIN of two streams is not supported; use INNER or LEFT"
+                    "{other} JOIN of two streams is not supported; use INNER, LEFT, RIGHT or FULL"
                 )));
             }
         };
@@ -442,10 +453,49 @@ impl Rewriter<'_> {
             split.left_time.clone(),
             split.right_time.clone(),
         ) else {
-            return Err(plan_err(
-                "a join of two streams needs a time bound on both sides, e.g. \
-                 a.ts BETWEEN b.ts - INTERVAL '1' HOUR AND b.ts (regular joins come later)",
-            ));
+            // No time bound on both sides: a regular join, all of whose state is kept.
+            let split =
+                crate::joins::Split::of(&condition, j.left.schema(), j.right.schema(), false);
+            let mut left = self.streaming(j.left.as_ref().clone())?;
+            let mut right = self.streaming(j.right.as_ref().clone())?;
+            // Conditions on one side of an inner join filter that side before its rows are
+            // stored, so they cost no state.
+            let mut residual = Vec::new();
+            let (mut only_left, mut only_right) = (Vec::new(), Vec::new());
+            for c in split.residual {
+                let refs = c.column_refs();
+                let within = |schema: &streams_core::datafusion::common::DFSchema| {
+                    !refs.is_empty() && refs.iter().all(|r| schema.has_column(r))
+                };
+                if join_type == JoinType::Inner && within(j.left.schema()) {
+                    only_left.push(c);
+                } else if join_type == JoinType::Inner && within(j.right.schema()) {
+                    only_right.push(c);
+                } else {
+                    residual.push(c);
+                }
+            }
+            for (plan, conds) in [(&mut left, only_left), (&mut right, only_right)] {
+                if let Some(p) = conds.into_iter().reduce(Expr::and) {
+                    *plan = LogicalPlanBuilder::from(plan.clone())
+                        .filter(p)
+                        .map_err(df)?
+                        .build()
+                        .map_err(df)?;
+                }
+            }
+            let residual = residual.into_iter().reduce(Expr::and);
+            return Ok(StreamPlanBuilder::from_plan(left)
+                .join(
+                    StreamPlanBuilder::from_plan(right),
+                    streams_core::plan::StreamJoinKind::Regular,
+                    join_type,
+                    ("", ""),
+                    split.keys,
+                    residual,
+                    WindowOptions::default(),
+                )?
+                .build());
         };
         if split.keys.is_empty() {
             return Err(plan_err(

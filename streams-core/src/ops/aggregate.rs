@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use datafusion::arrow::array::{ArrayRef, Int8Array, RecordBatch, UInt32Array};
+use datafusion::arrow::array::{Array, ArrayRef, Int8Array, RecordBatch, UInt32Array};
 use datafusion::arrow::compute::take;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
@@ -18,7 +18,7 @@ use datafusion::physical_plan::aggregates::group_values::{GroupValues, new_group
 use datafusion::physical_plan::aggregates::order::GroupOrdering;
 
 use super::window::{AggregateSpec, accumulators};
-use crate::changelog::{INSERT, UPDATE_AFTER, UPDATE_BEFORE};
+use crate::changelog::{DELETE, INSERT, UPDATE_AFTER, UPDATE_BEFORE};
 use crate::operator::{Operator, OperatorFactory, Output};
 use crate::{Error, Result};
 
@@ -37,6 +37,9 @@ pub struct UnboundedAggregateConfig {
     pub output_schema: SchemaRef,
     /// Longest wait, while rows arrive, before changed results go out.
     pub emit_interval: Duration,
+    /// Whether the last aggregate counts each group's rows (over an update stream): a group
+    /// whose count falls to 0 is deleted, and inserted again if rows come back.
+    pub counts_rows: bool,
 }
 
 impl OperatorFactory for UnboundedAggregateConfig {
@@ -53,7 +56,8 @@ pub struct UnboundedAggregate {
     groups: usize,
     /// Results as last emitted, one entry per group then known.
     last: Vec<ArrayRef>,
-    last_groups: usize,
+    /// Whether each group's last emitted result is in the output table.
+    present: Vec<bool>,
     touched: Vec<bool>,
     any_touched: bool,
     last_emit: Instant,
@@ -86,7 +90,7 @@ impl UnboundedAggregate {
             accs,
             groups: 0,
             last: Vec::new(),
-            last_groups: 0,
+            present: Vec::new(),
             touched: Vec::new(),
             any_touched: false,
             last_emit: Instant::now(),
@@ -124,16 +128,39 @@ impl UnboundedAggregate {
             current.push(copy.evaluate(EmitTo::All)?);
         }
         self.accs = restored;
-        let (mut before, mut after_old, mut inserted) = (Vec::new(), Vec::new(), Vec::new());
+        let rows = match (self.config.counts_rows, current.last()) {
+            (true, Some(c)) => Some(datafusion::arrow::compute::cast(
+                c,
+                &datafusion::arrow::datatypes::DataType::Int64,
+            )?),
+            _ => None,
+        };
+        let rows = rows.as_ref().map(|c| {
+            datafusion::arrow::array::AsArray::as_primitive::<
+                datafusion::arrow::datatypes::Int64Type,
+            >(c.as_ref())
+            .clone()
+        });
+        self.present.resize(g, false);
+        let (mut before, mut after_old, mut inserted, mut deleted) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for (id, t) in self.touched.iter().enumerate() {
-            if *t {
-                if id < self.last_groups {
+            if !*t {
+                continue;
+            }
+            let now = rows
+                .as_ref()
+                .is_none_or(|c| c.is_valid(id) && c.value(id) > 0);
+            match (self.present[id], now) {
+                (true, true) => {
                     before.push(id as u32);
                     after_old.push(id as u32);
-                } else {
-                    inserted.push(id as u32);
                 }
+                (false, true) => inserted.push(id as u32),
+                (true, false) => deleted.push(id as u32),
+                (false, false) => {}
             }
+            self.present[id] = now;
         }
         let mut parts: Vec<RecordBatch> = Vec::new();
         let schema = Arc::clone(&self.config.output_schema);
@@ -157,11 +184,13 @@ impl UnboundedAggregate {
         if !inserted.is_empty() {
             parts.push(build(&inserted, &current, INSERT)?);
         }
+        if !deleted.is_empty() {
+            parts.push(build(&deleted, &self.last, DELETE)?);
+        }
         for p in parts {
             out.emit(p);
         }
         self.last = current;
-        self.last_groups = g;
         self.touched = vec![false; g];
         self.any_touched = false;
         Ok(())

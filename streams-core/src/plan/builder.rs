@@ -166,6 +166,7 @@ impl StreamPlanBuilder {
                 }
             }
             StreamJoinKind::Windowed => {}
+            StreamJoinKind::Regular => return self.regular_join(right, join_type, on, filter),
             StreamJoinKind::Interval { lower, upper } if lower > upper => {
                 return Err(Error::plan(format!(
                     "interval join bounds are empty: lower {lower} ms > upper {upper} ms"
@@ -173,12 +174,15 @@ impl StreamPlanBuilder {
             }
             StreamJoinKind::Interval { .. } => {}
         }
+        if matches!(join_type, JoinType::Right | JoinType::Full) {
+            return Err(Error::plan(format!(
+                "{join_type:?} outer window and interval joins are not supported; use INNER or \
+                 LEFT (or swap the sides)"
+            )));
+        }
         let tz = event_time_column(&self.plan, left_time, "left time", "left input")?;
         event_time_column(&right.plan, right_time, "right time", "right input")?;
-        let df_join = match join_type {
-            JoinType::Inner => datafusion::logical_expr::JoinType::Inner,
-            JoinType::Left => datafusion::logical_expr::JoinType::Left,
-        };
+        let df_join = join_type.to_datafusion();
         let joined = build_join_schema(self.plan.schema(), right.plan.schema(), &df_join)?;
         let schema = match kind {
             StreamJoinKind::Window(_) => {
@@ -191,7 +195,9 @@ impl StreamPlanBuilder {
                 fields.extend(joined.iter().map(|(q, f)| (q.cloned(), Arc::clone(f))));
                 DFSchema::new_with_metadata(fields, Default::default())?
             }
-            StreamJoinKind::Interval { .. } | StreamJoinKind::Windowed => joined,
+            StreamJoinKind::Interval { .. }
+            | StreamJoinKind::Windowed
+            | StreamJoinKind::Regular => joined,
         };
         Ok(StreamPlanBuilder {
             plan: ext(StreamJoinNode {
@@ -204,6 +210,65 @@ impl StreamPlanBuilder {
                 left_time: left_time.to_string(),
                 right_time: right_time.to_string(),
                 options,
+                schema: Arc::new(schema),
+            }),
+        })
+    }
+
+    /// A regular join (no time bound): inputs may be update streams; the output is the joined
+    /// columns, plus the change kind unless it is an inner join of plain streams.
+    fn regular_join(
+        self,
+        right: StreamPlanBuilder,
+        join_type: JoinType,
+        on: Vec<(Expr, Expr)>,
+        filter: Option<Expr>,
+    ) -> Result<Self> {
+        let data = |plan: &LogicalPlan| -> Result<DFSchema> {
+            let fields = plan
+                .schema()
+                .iter()
+                .filter(|(_, f)| f.name() != crate::changelog::OP_COLUMN)
+                .map(|(q, f)| (q.cloned(), Arc::clone(f)))
+                .collect();
+            Ok(DFSchema::new_with_metadata(fields, Default::default())?)
+        };
+        let updates = [&self.plan, &right.plan]
+            .iter()
+            .any(|p| crate::changelog::is_update_stream(p.schema().as_arrow()));
+        let joined = build_join_schema(
+            &data(&self.plan)?,
+            &data(&right.plan)?,
+            &join_type.to_datafusion(),
+        )?;
+        let schema = if updates || join_type != JoinType::Inner {
+            let mut fields: Vec<(Option<TableReference>, Arc<Field>)> = joined
+                .iter()
+                .map(|(q, f)| (q.cloned(), Arc::clone(f)))
+                .collect();
+            fields.push((
+                None,
+                Arc::new(Field::new(
+                    crate::changelog::OP_COLUMN,
+                    DataType::Int8,
+                    false,
+                )),
+            ));
+            DFSchema::new_with_metadata(fields, Default::default())?
+        } else {
+            joined
+        };
+        Ok(StreamPlanBuilder {
+            plan: ext(StreamJoinNode {
+                left: self.plan,
+                right: right.plan,
+                kind: StreamJoinKind::Regular,
+                join_type,
+                on,
+                filter,
+                left_time: String::new(),
+                right_time: String::new(),
+                options: WindowOptions::default(),
                 schema: Arc::new(schema),
             }),
         })
@@ -242,6 +307,9 @@ impl StreamPlanBuilder {
     /// `GROUP BY` without a window: a running result per key, as an update stream whose last
     /// column is [`crate::changelog::OP_COLUMN`].
     pub fn aggregate(self, group_expr: Vec<Expr>, aggr_expr: Vec<Expr>) -> Result<Self> {
+        if crate::changelog::is_update_stream(self.plan.schema().as_arrow()) {
+            return self.retracting_aggregate(group_expr, aggr_expr);
+        }
         let mut fields = exprlist_to_fields(&group_expr, &self.plan)?;
         fields.extend(exprlist_to_fields(&aggr_expr, &self.plan)?);
         fields.push(change_column());
@@ -251,9 +319,39 @@ impl StreamPlanBuilder {
                 input: self.plan,
                 group_expr,
                 aggr_expr,
+                retracting: false,
                 schema: Arc::new(schema),
             }),
         })
+    }
+
+    /// An unbounded aggregate over an update stream (see `plan::retract`): the aggregate of
+    /// signed rows, then the original aggregates' results computed from it.
+    fn retracting_aggregate(self, group_expr: Vec<Expr>, aggr_expr: Vec<Expr>) -> Result<Self> {
+        let names = exprlist_to_fields(&aggr_expr, &self.plan)?;
+        let r = super::retract::rewrite(&aggr_expr)?;
+        let mut fields = exprlist_to_fields(&group_expr, &self.plan)?;
+        fields.extend(exprlist_to_fields(&r.inner, &self.plan)?);
+        fields.push(change_column());
+        let schema = Arc::new(DFSchema::new_with_metadata(fields, Default::default())?);
+        let keys = group_expr.len();
+        let mut out: Vec<Expr> = (0..keys)
+            .map(|i| Expr::Column(datafusion::common::Column::from(schema.qualified_field(i))))
+            .collect();
+        for (e, (q, f)) in r.finals(&schema, keys).into_iter().zip(names) {
+            out.push(e.alias_qualified(q, f.name()));
+        }
+        out.push(Expr::Column(datafusion::common::Column::new_unqualified(
+            crate::changelog::OP_COLUMN,
+        )));
+        let node = ext(UpdateAggregateNode {
+            input: self.plan,
+            group_expr,
+            aggr_expr: r.inner,
+            retracting: true,
+            schema,
+        });
+        StreamPlanBuilder { plan: node }.project(out)
     }
 
     /// Top-N per key: `ROW_NUMBER() OVER (PARTITION BY partition_by ORDER BY order_by) <=

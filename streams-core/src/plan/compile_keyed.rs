@@ -10,8 +10,9 @@ use datafusion::physical_expr::create_physical_expr;
 
 use super::compile::{Compiler, Stream, appends_only, explain, lower_aggregates, physical};
 use super::nodes_more::{StreamJoinKind, StreamJoinNode, TopNNode, UpdateAggregateNode};
+use crate::changelog::is_update_stream;
 use crate::ops::aggregate::UnboundedAggregateConfig;
-use crate::ops::join::{IntervalJoinConfig, JoinSpec, WindowJoinConfig};
+use crate::ops::join::{IntervalJoinConfig, JoinSpec, RegularJoinConfig, WindowJoinConfig};
 use crate::ops::topn::TopNConfig;
 use crate::ops::window::LATE_PORT;
 use crate::runtime::Exchange;
@@ -19,7 +20,10 @@ use crate::{Error, Result};
 
 impl Compiler<'_> {
     pub(super) fn join(&mut self, j: &StreamJoinNode) -> Result<Stream> {
-        appends_only(&j.left, "a stream join")?;
+        if j.kind == StreamJoinKind::Regular {
+            return self.regular_join(j);
+        }
+        appends_only(&j.left, "a window or interval join")?;
         appends_only(&j.right, "a stream join")?;
         let left = self.node(&j.left)?;
         let right = self.node(&j.right)?;
@@ -41,19 +45,7 @@ impl Compiler<'_> {
             column(ls, &j.left_time, "left")?,
             column(rs, &j.right_time, "right")?,
         );
-        let mut left_keys = Vec::with_capacity(j.on.len());
-        let mut right_keys = Vec::with_capacity(j.on.len());
-        for (l, r) in &j.on {
-            let (pl, pr) = (physical(l, &j.left)?, physical(r, &j.right)?);
-            let (tl, tr) = (pl.data_type(ls.as_arrow())?, pr.data_type(rs.as_arrow())?);
-            if tl != tr {
-                return Err(Error::plan(format!(
-                    "join keys {l} ({tl}) and {r} ({tr}) have different types; cast one of them"
-                )));
-            }
-            left_keys.push(pl);
-            right_keys.push(pr);
-        }
+        let (left_keys, right_keys) = join_keys(j)?;
         let window_columns = usize::from(matches!(j.kind, StreamJoinKind::Window(_))) * 2;
         let out = Arc::new(j.schema.as_arrow().clone());
         let joined_fields = out.fields()[window_columns..].to_vec();
@@ -107,6 +99,7 @@ impl Compiler<'_> {
                 allowed_lateness: j.options.allowed_lateness.as_millis() as i64,
                 late_output,
             }),
+            StreamJoinKind::Regular => return self.regular_join(j),
             StreamJoinKind::Interval { lower, upper } => Arc::new(IntervalJoinConfig {
                 join: spec,
                 left_time,
@@ -147,8 +140,62 @@ impl Compiler<'_> {
         })
     }
 
+    fn regular_join(&mut self, j: &StreamJoinNode) -> Result<Stream> {
+        let left = self.node(&j.left)?;
+        let right = self.node(&j.right)?;
+        let (left_keys, right_keys) = join_keys(j)?;
+        let out = Arc::new(j.schema.as_arrow().clone());
+        let width = out.fields().len() - usize::from(is_update_stream(&out));
+        let joined_df = datafusion::common::DFSchema::new_with_metadata(
+            j.schema
+                .iter()
+                .take(width)
+                .map(|(q, f)| (q.cloned(), Arc::clone(f)))
+                .collect(),
+            Default::default(),
+        )?;
+        let filter = match &j.filter {
+            Some(f) => Some(create_physical_expr(
+                f,
+                &joined_df,
+                &ExecutionProps::new(),
+                &PhysicalPlanningContext::default(),
+            )?),
+            None => None,
+        };
+        let config = RegularJoinConfig {
+            join: JoinSpec {
+                left_keys: left_keys.clone(),
+                right_keys: right_keys.clone(),
+                filter,
+                join_type: j.join_type,
+                joined_schema: Arc::new(Schema::new(out.fields()[..width].to_vec())),
+            },
+            outer: j.join_type.outer(),
+            input_schemas: [
+                Arc::new(j.left.schema().as_arrow().clone()),
+                Arc::new(j.right.schema().as_arrow().clone()),
+            ],
+            output_schema: out,
+        };
+        let parallelism = self.keyed_parallelism(&left_keys);
+        let detail = explain(j).trim_start_matches("StreamJoin: ").to_string();
+        let node = self
+            .graph
+            .add_stateful("join", &detail, Arc::new(config), parallelism);
+        self.graph
+            .connect(left.node, 0, node, Exchange::Hash(left_keys));
+        self.graph
+            .connect(right.node, 0, node, Exchange::Hash(right_keys));
+        // Joined rows keep no event time (as in Flink): nothing after may window them.
+        Ok(Stream {
+            node,
+            parallelism,
+            watermarked: false,
+        })
+    }
+
     pub(super) fn update_aggregate(&mut self, a: &UpdateAggregateNode) -> Result<Stream> {
-        appends_only(&a.input, "an unbounded aggregate")?;
         let input = self.node(&a.input)?;
         let keys = a
             .group_expr
@@ -167,6 +214,7 @@ impl Compiler<'_> {
                 .config
                 .watermark_interval
                 .max(std::time::Duration::from_millis(1)),
+            counts_rows: a.retracting,
         };
         let detail = explain(a);
         let detail = detail.trim_start_matches("UpdateAggregate: ");
@@ -203,4 +251,25 @@ impl Compiler<'_> {
         let detail = detail.trim_start_matches("TopN: ");
         Ok(self.keyed("top-n", detail, Arc::new(config), &input, partition_by))
     }
+}
+
+type KeyExprs = Vec<Arc<dyn datafusion::physical_expr::PhysicalExpr>>;
+
+/// Physical key expressions of each side, which must have equal types.
+fn join_keys(j: &StreamJoinNode) -> Result<(KeyExprs, KeyExprs)> {
+    let (ls, rs) = (j.left.schema(), j.right.schema());
+    let mut left_keys = Vec::with_capacity(j.on.len());
+    let mut right_keys = Vec::with_capacity(j.on.len());
+    for (l, r) in &j.on {
+        let (pl, pr) = (physical(l, &j.left)?, physical(r, &j.right)?);
+        let (tl, tr) = (pl.data_type(ls.as_arrow())?, pr.data_type(rs.as_arrow())?);
+        if tl != tr {
+            return Err(Error::plan(format!(
+                "join keys {l} ({tl}) and {r} ({tr}) have different types; cast one of them"
+            )));
+        }
+        left_keys.push(pl);
+        right_keys.push(pr);
+    }
+    Ok((left_keys, right_keys))
 }

@@ -9,6 +9,7 @@ mod compile;
 mod compile_keyed;
 mod nodes;
 mod nodes_more;
+mod retract;
 
 pub use builder::StreamPlanBuilder;
 pub use compile::{JobConfig, compile, optimize};

@@ -25,6 +25,9 @@ pub enum StreamJoinKind {
         /// Largest `left.ts - right.ts`.
         upper: i64,
     },
+    /// No time bound: all rows of both sides are kept, and the output is an update stream
+    /// (inserts only for an inner join of plain streams).
+    Regular,
 }
 
 /// A window join or interval join of two event-time streams on equal keys.
@@ -97,6 +100,7 @@ impl UserDefinedLogicalNodeCore for StreamJoinNode {
                 "interval join {} BETWEEN {} + {lower}ms AND {} + {upper}ms",
                 self.left_time, self.right_time, self.right_time
             ),
+            StreamJoinKind::Regular => "regular join".to_string(),
         };
         write!(f, "StreamJoin: {:?} {kind} on [", self.join_type)?;
         for (i, (l, r)) in self.on.iter().enumerate() {
@@ -200,6 +204,9 @@ pub struct UpdateAggregateNode {
     pub group_expr: Vec<Expr>,
     /// Aggregates.
     pub aggr_expr: Vec<Expr>,
+    /// Whether the input is an update stream, whose aggregates are sums of signed rows and
+    /// whose last aggregate counts the rows of a group (a group at 0 is deleted).
+    pub retracting: bool,
     /// Keys, aggregates, the change column.
     pub schema: DFSchemaRef,
 }
@@ -237,6 +244,9 @@ impl UserDefinedLogicalNodeCore for UpdateAggregateNode {
     }
     fn fmt_for_explain(&self, f: &mut fmt::Formatter) -> fmt::Result {
         write!(f, "UpdateAggregate: ")?;
+        if self.retracting {
+            write!(f, "retracting ")?;
+        }
         fmt_keys_aggs(f, &self.group_expr, &self.aggr_expr)
     }
 

@@ -8,9 +8,11 @@
 //! `take` and `interleave` on whole columns.
 
 mod interval;
+mod regular;
 mod window;
 
 pub use interval::{IntervalJoin, IntervalJoinConfig};
+pub use regular::{RegularJoin, RegularJoinConfig};
 pub use window::{WindowJoin, WindowJoinConfig};
 
 use std::collections::HashMap;
@@ -27,13 +29,40 @@ use datafusion::physical_expr::PhysicalExpr;
 
 use crate::{Error, Result};
 
-/// Inner or left outer.
+/// Which unmatched rows a join keeps. Window and interval joins are inner or left outer;
+/// regular joins take all four.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Hash)]
 pub enum JoinType {
     /// Only matched pairs.
     Inner,
     /// Matched pairs, and left rows without a match padded with nulls.
     Left,
+    /// Matched pairs, and right rows without a match padded with nulls.
+    Right,
+    /// Matched pairs, and rows of either side without a match padded with nulls.
+    Full,
+}
+
+impl JoinType {
+    /// Whether unmatched rows of (left, right) are kept.
+    pub fn outer(self) -> [bool; 2] {
+        match self {
+            JoinType::Inner => [false, false],
+            JoinType::Left => [true, false],
+            JoinType::Right => [false, true],
+            JoinType::Full => [true, true],
+        }
+    }
+
+    /// DataFusion's name for it.
+    pub fn to_datafusion(self) -> datafusion::logical_expr::JoinType {
+        match self {
+            JoinType::Inner => datafusion::logical_expr::JoinType::Inner,
+            JoinType::Left => datafusion::logical_expr::JoinType::Left,
+            JoinType::Right => datafusion::logical_expr::JoinType::Right,
+            JoinType::Full => datafusion::logical_expr::JoinType::Full,
+        }
+    }
 }
 
 /// What both joins share: key expressions per side, the residual predicate, output shape.

@@ -1,0 +1,371 @@
+//! The regular join: `a JOIN b ON a.k = b.k` with no time bound, as Flink runs it. Every row of
+//! both sides is kept (state grows with the inputs), each arriving row joins the other side's
+//! rows, and the output is an update stream: a joined row is inserted when both parts exist and
+//! deleted when either is retracted. Outer sides are padded with nulls while they have no
+//! match; the padded row is deleted when the first match arrives and inserted again when the
+//! last match goes.
+//!
+//! The inner join of two append-only inputs only ever inserts, so it emits a plain stream.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, Int8Array, RecordBatch, UInt32Array, new_null_array,
+};
+use datafusion::arrow::compute::{interleave, take};
+use datafusion::arrow::datatypes::{Int8Type, SchemaRef};
+use datafusion::arrow::row::{RowConverter, Rows, SortField};
+
+use super::{JoinSpec, Keys, converter, key_rows};
+use crate::changelog::{DELETE, INSERT, UPDATE_BEFORE};
+use crate::operator::{Operator, OperatorFactory, Output};
+use crate::{Error, Result};
+
+/// A regular join, as the planner builds it.
+#[derive(Clone, Debug)]
+pub struct RegularJoinConfig {
+    /// Keys, residual condition, and the joined data columns (left then right).
+    pub join: JoinSpec,
+    /// Whether unmatched rows of each side (left, right) are emitted padded with nulls.
+    pub outer: [bool; 2],
+    /// Input schemas; an update stream's last column is its change kind.
+    pub input_schemas: [SchemaRef; 2],
+    /// The joined columns, then the change kind unless the output only inserts.
+    pub output_schema: SchemaRef,
+}
+
+impl RegularJoinConfig {
+    fn is_update(&self, side: usize) -> bool {
+        crate::changelog::is_update_stream(&self.input_schemas[side])
+    }
+
+    /// Whether the output carries change kinds (anything but an inner join of plain streams).
+    pub fn emits_updates(&self) -> bool {
+        self.outer.iter().any(|o| *o) || self.is_update(0) || self.is_update(1)
+    }
+}
+
+impl OperatorFactory for RegularJoinConfig {
+    fn create(&self, _subtask: usize, _parallelism: usize) -> Result<Box<dyn Operator>> {
+        let side = |i: usize| -> Result<Side> {
+            let keys = if i == 0 {
+                &self.join.left_keys
+            } else {
+                &self.join.right_keys
+            };
+            let schema = &self.input_schemas[i];
+            let width = schema.fields().len() - usize::from(self.is_update(i));
+            // Full rows are encoded only where retractions must find the row they retract.
+            let full = if self.is_update(i) {
+                Some(RowConverter::new(
+                    schema.fields()[..width]
+                        .iter()
+                        .map(|f| SortField::new(f.data_type().clone()))
+                        .collect(),
+                )?)
+            } else {
+                None
+            };
+            Ok(Side {
+                keys: converter(keys, schema)?,
+                full,
+                width,
+                batches: Vec::new(),
+                rows: Vec::new(),
+                index: HashMap::new(),
+            })
+        };
+        Ok(Box::new(RegularJoin {
+            sides: [side(0)?, side(1)?],
+            updates: self.emits_updates(),
+            config: self.clone(),
+        }))
+    }
+}
+
+/// One stored row and how many rows of the other side it currently joins.
+#[derive(Clone, Copy, Debug)]
+struct Entry {
+    batch: u32,
+    row: u32,
+    matches: u32,
+}
+
+/// The rows of one side, by key.
+#[derive(Debug)]
+struct Side {
+    keys: RowConverter,
+    full: Option<RowConverter>,
+    /// Data columns (the change kind is not stored).
+    width: usize,
+    batches: Vec<RecordBatch>,
+    /// Full-row encodings per batch (update inputs only).
+    rows: Vec<Rows>,
+    index: HashMap<Box<[u8]>, Vec<Entry>>,
+}
+
+/// One subtask of a regular join.
+#[derive(Debug)]
+pub struct RegularJoin {
+    config: RegularJoinConfig,
+    sides: [Side; 2],
+    updates: bool,
+}
+
+/// One output row: this side's row (or nulls), the other side's `(batch, row)` (or nulls).
+struct Emit {
+    this: Option<u32>,
+    other: Option<(usize, usize)>,
+    op: i8,
+}
+
+impl RegularJoin {
+    fn process(&mut self, s: usize, batch: RecordBatch, out: &mut Output) -> Result<()> {
+        let o = 1 - s;
+        let n = batch.num_rows();
+        let width = self.sides[s].width;
+        let retracting: Vec<bool> = if width < batch.num_columns() {
+            let ops = batch.column(width).as_primitive::<Int8Type>();
+            (0..n)
+                .map(|r| matches!(ops.value(r), UPDATE_BEFORE | DELETE))
+                .collect()
+        } else {
+            vec![false; n]
+        };
+        let data = batch.project(&(0..width).collect::<Vec<_>>())?;
+        let key_exprs = if s == 0 {
+            &self.config.join.left_keys
+        } else {
+            &self.config.join.right_keys
+        };
+        let keys: Keys = key_rows(&self.sides[s].keys, key_exprs, &data)?;
+        // Candidate pairs with the other side, filtered by the residual condition at once.
+        let mut cand_this = Vec::new();
+        let mut cand_other: Vec<(usize, usize)> = Vec::new();
+        let mut cand_pos: Vec<usize> = Vec::new();
+        let mut cand_start = vec![0usize; n + 1];
+        for r in 0..n {
+            cand_start[r] = cand_this.len();
+            if !keys.is_valid(r) {
+                continue;
+            }
+            if let Some(list) = self.sides[o].index.get(keys.rows.row(r).as_ref()) {
+                for (pos, e) in list.iter().enumerate() {
+                    cand_this.push(r as u32);
+                    cand_other.push((e.batch as usize, e.row as usize));
+                    cand_pos.push(pos);
+                }
+            }
+        }
+        cand_start[n] = cand_this.len();
+        let kept = self.residual(s, &data, &cand_this, &cand_other)?;
+        // Store the batch first, so rows of it can be found and retracted in order.
+        let b = self.sides[s].batches.len() as u32;
+        let full_rows = match &self.sides[s].full {
+            Some(c) => Some(c.convert_columns(data.columns())?),
+            None => None,
+        };
+        let mut emits: Vec<Emit> = Vec::new();
+        let (outer_this, outer_other) = (self.config.outer[s], self.config.outer[o]);
+        for r in 0..n {
+            let retract = retracting[r];
+            let pairs: Vec<usize> = (cand_start[r]..cand_start[r + 1])
+                .filter(|c| kept[*c])
+                .collect();
+            if keys.is_valid(r) {
+                let key: Box<[u8]> = keys.rows.row(r).as_ref().into();
+                if retract {
+                    let Some(found) = self.find(s, &key, full_rows.as_ref(), (b, r)) else {
+                        // Retracting a row never seen (e.g. before a restart): nothing joined it.
+                        continue;
+                    };
+                    if let Some(list) = self.sides[s].index.get_mut(&key) {
+                        list.swap_remove(found);
+                    }
+                } else {
+                    self.sides[s].index.entry(key).or_default().push(Entry {
+                        batch: b,
+                        row: r as u32,
+                        matches: pairs.len() as u32,
+                    });
+                }
+            }
+            let op = if retract { DELETE } else { INSERT };
+            if pairs.is_empty() && outer_this {
+                emits.push(Emit {
+                    this: Some(r as u32),
+                    other: None,
+                    op,
+                });
+            }
+            let other_key: Option<Box<[u8]>> =
+                (!pairs.is_empty() && keys.is_valid(r)).then(|| keys.rows.row(r).as_ref().into());
+            for c in pairs {
+                let pos = cand_pos[c];
+                let other = cand_other[c];
+                if outer_other && let Some(k) = &other_key {
+                    let list = self.sides[o].index.get_mut(k);
+                    if let Some(e) = list.and_then(|l| l.get_mut(pos)) {
+                        let before = e.matches;
+                        e.matches = if retract {
+                            before.saturating_sub(1)
+                        } else {
+                            before + 1
+                        };
+                        // The padded row goes when the first match comes, and returns when
+                        // the last one goes.
+                        if !retract && before == 0 {
+                            emits.push(Emit {
+                                this: None,
+                                other: Some(other),
+                                op: DELETE,
+                            });
+                        }
+                        emits.push(Emit {
+                            this: Some(r as u32),
+                            other: Some(other),
+                            op,
+                        });
+                        if retract && e.matches == 0 {
+                            emits.push(Emit {
+                                this: None,
+                                other: Some(other),
+                                op: INSERT,
+                            });
+                        }
+                        continue;
+                    }
+                }
+                emits.push(Emit {
+                    this: Some(r as u32),
+                    other: Some(other),
+                    op,
+                });
+            }
+        }
+        self.sides[s].batches.push(data.clone());
+        if let Some(rows) = full_rows {
+            self.sides[s].rows.push(rows);
+        }
+        if !emits.is_empty() {
+            out.emit(self.assemble(s, &data, &emits)?);
+        }
+        Ok(())
+    }
+
+    /// The position, in its key's list, of a stored row equal to row `r` of batch `b` (the
+    /// one being processed, whose rows are `full` and may also be stored already).
+    fn find(
+        &self,
+        s: usize,
+        key: &[u8],
+        full: Option<&Rows>,
+        (b, r): (u32, usize),
+    ) -> Option<usize> {
+        let side = &self.sides[s];
+        let list = side.index.get(key)?;
+        let full = full?;
+        let wanted = full.row(r);
+        list.iter().position(|e| {
+            let rows = if e.batch == b {
+                Some(full)
+            } else {
+                side.rows.get(e.batch as usize)
+            };
+            rows.is_some_and(|rows| rows.row(e.row as usize) == wanted)
+        })
+    }
+
+    /// Which candidate pairs pass the residual condition.
+    fn residual(
+        &self,
+        s: usize,
+        data: &RecordBatch,
+        this: &[u32],
+        other: &[(usize, usize)],
+    ) -> Result<Vec<bool>> {
+        let Some(filter) = &self.config.join.filter else {
+            return Ok(vec![true; this.len()]);
+        };
+        if this.is_empty() {
+            return Ok(Vec::new());
+        }
+        let emits: Vec<Emit> = this
+            .iter()
+            .zip(other)
+            .map(|(t, o)| Emit {
+                this: Some(*t),
+                other: Some(*o),
+                op: INSERT,
+            })
+            .collect();
+        let joined = self.joined(s, data, &emits)?;
+        let batch = RecordBatch::try_new(Arc::clone(&self.config.join.joined_schema), joined)?;
+        let mask = filter.evaluate(&batch)?.into_array(batch.num_rows())?;
+        let mask = mask.as_boolean();
+        Ok((0..this.len())
+            .map(|i| mask.is_valid(i) && mask.value(i))
+            .collect())
+    }
+
+    /// Joined data columns (left then right) for `emits`.
+    fn joined(&self, s: usize, data: &RecordBatch, emits: &[Emit]) -> Result<Vec<ArrayRef>> {
+        let o = 1 - s;
+        let idx: UInt32Array = emits.iter().map(|e| e.this).collect();
+        let this_cols: Vec<ArrayRef> = data
+            .columns()
+            .iter()
+            .map(|c| take(c.as_ref(), &idx, None))
+            .collect::<Result<_, _>>()?;
+        let other_side = &self.sides[o];
+        let nulls = other_side.batches.len();
+        let positions: Vec<(usize, usize)> = emits
+            .iter()
+            .map(|e| e.other.unwrap_or((nulls, 0)))
+            .collect();
+        let joined_fields = self.config.join.joined_schema.fields();
+        let offset = if o == 0 { 0 } else { self.sides[0].width };
+        let other_cols: Vec<ArrayRef> = (0..other_side.width)
+            .map(|c| {
+                // A one-row null array after the stored batches stands for padding.
+                let null = new_null_array(joined_fields[offset + c].data_type(), 1);
+                let mut arrays: Vec<&dyn Array> = other_side
+                    .batches
+                    .iter()
+                    .map(|b| b.column(c).as_ref())
+                    .collect();
+                arrays.push(null.as_ref());
+                interleave(&arrays, &positions)
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(if s == 0 {
+            this_cols.into_iter().chain(other_cols).collect()
+        } else {
+            other_cols.into_iter().chain(this_cols).collect()
+        })
+    }
+
+    fn assemble(&self, s: usize, data: &RecordBatch, emits: &[Emit]) -> Result<RecordBatch> {
+        let mut columns = self.joined(s, data, emits)?;
+        if self.updates {
+            columns.push(Arc::new(Int8Array::from_iter_values(
+                emits.iter().map(|e| e.op),
+            )));
+        }
+        RecordBatch::try_new(Arc::clone(&self.config.output_schema), columns)
+            .map_err(|e| Error::Internal(format!("join output does not fit its schema: {e}")))
+    }
+}
+
+impl Operator for RegularJoin {
+    fn process_batch(&mut self, input: usize, batch: RecordBatch, out: &mut Output) -> Result<()> {
+        if input > 1 {
+            return Err(Error::Internal(format!("join input {input} out of range")));
+        }
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        self.process(input, batch, out)
+    }
+}
