@@ -133,6 +133,15 @@ impl NexmarkSource {
             }
         };
         let mut config = NexmarkConfig::default();
+        // Flink's generator capitalizes these (queries compare with 'OR', 'CA', ...).
+        let words = |text: &str| text.split(',').map(str::to_string).collect::<Vec<_>>();
+        config.us_states = words("AZ,CA,ID,OR,WA,WY");
+        config.us_cities = words(
+            "Phoenix,Los Angeles,San Francisco,Boise,Portland,Bend,Redmond,Seattle,Kent,Cheyenne",
+        );
+        config.first_names =
+            words("Peter,Paul,Luke,John,Saul,Vicky,Kate,Julie,Sarah,Deiter,Walter");
+        config.last_names = words("Shultz,Abrams,Spencer,White,Bartels,Walton,Smith,Jones,Noris");
         config.first_rate = positive("first-event.rate", config.first_rate)?;
         config.next_rate = positive("next-event.rate", config.first_rate)?;
         config.rate_period = positive("rate.period", config.rate_period)?;

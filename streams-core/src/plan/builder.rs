@@ -330,8 +330,22 @@ impl StreamPlanBuilder {
     fn retracting_aggregate(self, group_expr: Vec<Expr>, aggr_expr: Vec<Expr>) -> Result<Self> {
         let names = exprlist_to_fields(&aggr_expr, &self.plan)?;
         let r = super::retract::rewrite(&aggr_expr)?;
-        let mut fields = exprlist_to_fields(&group_expr, &self.plan)?;
-        fields.extend(exprlist_to_fields(&r.inner, &self.plan)?);
+        // The input's columns, with the sign of each row before the change column.
+        let mut cols: Vec<Expr> = self
+            .plan
+            .schema()
+            .columns()
+            .into_iter()
+            .filter(|c| c.name != crate::changelog::OP_COLUMN)
+            .map(Expr::Column)
+            .collect();
+        cols.push(super::retract::sign_expr());
+        cols.push(Expr::Column(datafusion::common::Column::new_unqualified(
+            crate::changelog::OP_COLUMN,
+        )));
+        let signed = self.project(cols)?;
+        let mut fields = exprlist_to_fields(&group_expr, &signed.plan)?;
+        fields.extend(exprlist_to_fields(&r.inner, &signed.plan)?);
         fields.push(change_column());
         let schema = Arc::new(DFSchema::new_with_metadata(fields, Default::default())?);
         let keys = group_expr.len();
@@ -345,7 +359,7 @@ impl StreamPlanBuilder {
             crate::changelog::OP_COLUMN,
         )));
         let node = ext(UpdateAggregateNode {
-            input: self.plan,
+            input: signed.plan,
             group_expr,
             aggr_expr: r.inner,
             retracting: true,

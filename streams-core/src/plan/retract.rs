@@ -10,7 +10,7 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{Column, DFSchema};
 use datafusion::functions_aggregate::sum::sum_udaf;
 use datafusion::logical_expr::expr::{AggregateFunction, AggregateFunctionParams};
-use datafusion::logical_expr::{Expr, case, cast, col, lit, when};
+use datafusion::logical_expr::{Expr, cast, col, lit, when};
 
 use crate::changelog::{DELETE, OP_COLUMN, UPDATE_BEFORE};
 use crate::{Error, Result};
@@ -34,7 +34,11 @@ enum Final {
     Avg { sum: usize, count: usize },
 }
 
-fn sign() -> Expr {
+/// The column the input gains: `-1` for a retraction, `+1` for an addition.
+pub(crate) const SIGN_COLUMN: &str = "__sign";
+
+/// The sign of the input's change column, as [`SIGN_COLUMN`].
+pub(crate) fn sign_expr() -> Expr {
     when(
         col(Column::new_unqualified(OP_COLUMN))
             .in_list(vec![lit(UPDATE_BEFORE), lit(DELETE)], false),
@@ -42,6 +46,11 @@ fn sign() -> Expr {
     )
     .otherwise(lit(1i64))
     .unwrap_or_else(|_| lit(1i64))
+    .alias(SIGN_COLUMN)
+}
+
+fn sign() -> Expr {
+    col(Column::new_unqualified(SIGN_COLUMN))
 }
 
 fn sum_of(arg: Expr, filter: Option<Box<Expr>>) -> Expr {
@@ -90,16 +99,19 @@ pub(crate) fn rewrite(aggr_expr: &[Expr]) -> Result<Retractable> {
             return Err(refused());
         }
         let arg = args.first().cloned().unwrap_or_else(|| lit(1i64));
-        let signed_count = case(arg.clone().is_not_null())
-            .when(lit(true), sign())
-            .otherwise(lit(0i64))
-            .map_err(Error::from)?;
+        let signed_count = match &arg {
+            Expr::Literal(v, _) if !v.is_null() => sign(),
+            _ => when(arg.clone().is_not_null(), sign())
+                .otherwise(lit(0i64))
+                .map_err(Error::from)?,
+        };
         let count = inner.len();
-        inner.push(sum_of(signed_count, filter.clone()));
+        let i = finals.len();
+        inner.push(sum_of(signed_count, filter.clone()).alias(format!("__n{i}")));
         match name.as_str() {
             "count" => finals.push(Final::Count(count)),
             "sum" => {
-                inner.push(sum_of(arg * sign(), filter.clone()));
+                inner.push(sum_of(arg * sign(), filter.clone()).alias(format!("__s{i}")));
                 finals.push(Final::Sum {
                     sum: count + 1,
                     count,
@@ -118,7 +130,7 @@ pub(crate) fn rewrite(aggr_expr: &[Expr]) -> Result<Retractable> {
             _ => return Err(refused()),
         }
     }
-    inner.push(sum_of(sign(), None));
+    inner.push(sum_of(sign(), None).alias("__rows"));
     Ok(Retractable { inner, finals })
 }
 

@@ -1,0 +1,221 @@
+//! The regular join against a model: random inserts and retractions on both sides, in random
+//! batches, for each join type, with and without a residual condition. The output, applied as
+//! a changelog, must never retract a row it has not inserted, and must end equal to the join
+//! (computed naively) of what both sides hold at the end.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use proptest::prelude::*;
+use streams_core::arrow::array::{Array, AsArray, Int8Array, Int64Array, RecordBatch};
+use streams_core::arrow::datatypes::{DataType, Field, Int8Type, Int64Type, Schema, SchemaRef};
+use streams_core::changelog::{DELETE, INSERT, OP_COLUMN, UPDATE_AFTER, UPDATE_BEFORE};
+use streams_core::datafusion::logical_expr::Operator as BinOp;
+use streams_core::datafusion::physical_expr::PhysicalExpr;
+use streams_core::datafusion::physical_expr::expressions::{BinaryExpr, Column};
+use streams_core::ops::join::{JoinSpec, JoinType, RegularJoinConfig};
+use streams_core::{OperatorFactory, Output};
+
+type Row = (Option<i64>, Option<i64>, Option<i64>, Option<i64>);
+
+/// One change to one side: insert `(k, v)`, or retract the `n`-th row it holds now.
+#[derive(Clone, Debug)]
+enum Change {
+    Insert(i64, i64),
+    Retract(usize),
+}
+
+fn side_schema(names: [&str; 2], updates: bool) -> SchemaRef {
+    let mut fields = vec![
+        Field::new(names[0], DataType::Int64, true),
+        Field::new(names[1], DataType::Int64, true),
+    ];
+    if updates {
+        fields.push(Field::new(OP_COLUMN, DataType::Int8, false));
+    }
+    Arc::new(Schema::new(fields))
+}
+
+fn config(join_type: JoinType, updates: [bool; 2], filter: bool) -> RegularJoinConfig {
+    let outer = join_type.outer();
+    let joined = Arc::new(Schema::new(vec![
+        Field::new("k", DataType::Int64, true),
+        Field::new("v", DataType::Int64, true),
+        Field::new("k2", DataType::Int64, true),
+        Field::new("w", DataType::Int64, true),
+    ]));
+    let mut out: Vec<Field> = joined.fields().iter().map(|f| f.as_ref().clone()).collect();
+    let emits_updates = outer.iter().any(|o| *o) || updates.iter().any(|u| *u);
+    if emits_updates {
+        out.push(Field::new(OP_COLUMN, DataType::Int8, false));
+    }
+    let key = |i: usize| Arc::new(Column::new("k", i)) as Arc<dyn PhysicalExpr>;
+    // `v <= w` over the joined row.
+    let residual = filter.then(|| {
+        Arc::new(BinaryExpr::new(
+            Arc::new(Column::new("v", 1)),
+            BinOp::LtEq,
+            Arc::new(Column::new("w", 3)),
+        )) as Arc<dyn PhysicalExpr>
+    });
+    RegularJoinConfig {
+        join: JoinSpec {
+            left_keys: vec![key(0)],
+            right_keys: vec![key(0)],
+            filter: residual,
+            join_type,
+            joined_schema: joined,
+        },
+        outer,
+        input_schemas: [
+            side_schema(["k", "v"], updates[0]),
+            side_schema(["k2", "w"], updates[1]),
+        ],
+        output_schema: Arc::new(Schema::new(out)),
+    }
+}
+
+/// Turns changes into batches (with the change column when `updates`), tracking what the side
+/// holds; retractions of plain streams are skipped.
+fn batches(
+    schema: &SchemaRef,
+    changes: &[Change],
+    chunk: usize,
+    updates: bool,
+    held: &mut Vec<(i64, i64)>,
+) -> Vec<RecordBatch> {
+    let mut rows: Vec<(i64, i64, i8)> = Vec::new();
+    for c in changes {
+        match c {
+            Change::Insert(k, v) => {
+                held.push((*k, *v));
+                rows.push((
+                    *k,
+                    *v,
+                    if rows.len() % 2 == 0 {
+                        INSERT
+                    } else {
+                        UPDATE_AFTER
+                    },
+                ));
+            }
+            Change::Retract(n) if updates && !held.is_empty() => {
+                let (k, v) = held.remove(n % held.len());
+                rows.push((k, v, if n % 2 == 0 { DELETE } else { UPDATE_BEFORE }));
+            }
+            Change::Retract(_) => {}
+        }
+    }
+    rows.chunks(chunk.max(1))
+        .map(|c| {
+            let mut cols: Vec<Arc<dyn Array>> = vec![
+                Arc::new(Int64Array::from_iter_values(c.iter().map(|r| r.0))),
+                Arc::new(Int64Array::from_iter_values(c.iter().map(|r| r.1))),
+            ];
+            if updates {
+                cols.push(Arc::new(Int8Array::from_iter_values(c.iter().map(|r| r.2))));
+            }
+            RecordBatch::try_new(Arc::clone(schema), cols).unwrap()
+        })
+        .collect()
+}
+
+fn reference(
+    left: &[(i64, i64)],
+    right: &[(i64, i64)],
+    join_type: JoinType,
+    filter: bool,
+) -> BTreeMap<Row, i64> {
+    let matches = |l: &(i64, i64), r: &(i64, i64)| l.0 == r.0 && (!filter || l.1 <= r.1);
+    let mut out = BTreeMap::new();
+    let [outer_left, outer_right] = join_type.outer();
+    for l in left {
+        let mut any = false;
+        for r in right.iter().filter(|r| matches(l, r)) {
+            any = true;
+            *out.entry((Some(l.0), Some(l.1), Some(r.0), Some(r.1)))
+                .or_insert(0) += 1;
+        }
+        if !any && outer_left {
+            *out.entry((Some(l.0), Some(l.1), None, None)).or_insert(0) += 1;
+        }
+    }
+    for r in right {
+        if outer_right && !left.iter().any(|l| matches(l, r)) {
+            *out.entry((None, None, Some(r.0), Some(r.1))).or_insert(0) += 1;
+        }
+    }
+    out
+}
+
+/// Applies output batches; panics on a retraction of a row not in the table.
+fn apply(table: &mut BTreeMap<Row, i64>, batch: &RecordBatch) {
+    let col = |i: usize| batch.column(i).as_primitive::<Int64Type>();
+    let ops = (batch.num_columns() > 4).then(|| batch.column(4).as_primitive::<Int8Type>());
+    for r in 0..batch.num_rows() {
+        let get = |i: usize| col(i).is_valid(r).then(|| col(i).value(r));
+        let row = (get(0), get(1), get(2), get(3));
+        match ops.map_or(INSERT, |o| o.value(r)) {
+            INSERT | UPDATE_AFTER => *table.entry(row).or_insert(0) += 1,
+            _ => {
+                let n = table
+                    .get_mut(&row)
+                    .unwrap_or_else(|| panic!("retracted {row:?}, never inserted"));
+                *n -= 1;
+                if *n == 0 {
+                    table.remove(&row);
+                }
+            }
+        }
+    }
+}
+
+fn change() -> impl Strategy<Value = Change> {
+    prop_oneof![
+        3 => (0i64..3, 0i64..4).prop_map(|(k, v)| Change::Insert(k, v)),
+        2 => (0usize..16).prop_map(Change::Retract),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn applied_output_is_the_join_of_what_both_sides_hold(
+        left in proptest::collection::vec(change(), 0..30),
+        right in proptest::collection::vec(change(), 0..30),
+        chunks in (1usize..5, 1usize..5),
+        order in proptest::collection::vec(any::<bool>(), 0..40),
+        join_type in prop_oneof![Just(JoinType::Inner), Just(JoinType::Left), Just(JoinType::Right), Just(JoinType::Full)],
+        updates in (any::<bool>(), any::<bool>()),
+        filter in any::<bool>(),
+    ) {
+        let updates = [updates.0, updates.1];
+        let cfg = config(join_type, updates, filter);
+        let (mut held_l, mut held_r) = (Vec::new(), Vec::new());
+        let mut lb = batches(&cfg.input_schemas[0], &left, chunks.0, updates[0], &mut held_l).into_iter();
+        let mut rb = batches(&cfg.input_schemas[1], &right, chunks.1, updates[1], &mut held_r).into_iter();
+        let mut op = cfg.create(0, 1).unwrap();
+        let mut table = BTreeMap::new();
+        let mut feed = |input: usize, b: RecordBatch, table: &mut BTreeMap<Row, i64>| {
+            let mut out = Output::new();
+            op.process_batch(input, b, &mut out).unwrap();
+            for o in out.take(0) {
+                assert_eq!(o.schema(), cfg.output_schema);
+                apply(table, &o);
+            }
+        };
+        // Interleave the two sides as `order` says, then drain both.
+        for pick_left in order {
+            let next = if pick_left { lb.next().map(|b| (0, b)) } else { rb.next().map(|b| (1, b)) };
+            if let Some((i, b)) = next {
+                feed(i, b, &mut table);
+            }
+        }
+        for b in lb { feed(0, b, &mut table); }
+        for b in rb { feed(1, b, &mut table); }
+        prop_assert_eq!(table, reference(&held_l, &held_r, join_type, filter));
+    }
+}
