@@ -94,7 +94,7 @@ fn batches(
                 rows.push((
                     *k,
                     *v,
-                    if rows.len() % 2 == 0 {
+                    if rows.len().is_multiple_of(2) {
                         INSERT
                     } else {
                         UPDATE_AFTER
@@ -103,7 +103,15 @@ fn batches(
             }
             Change::Retract(n) if updates && !held.is_empty() => {
                 let (k, v) = held.remove(n % held.len());
-                rows.push((k, v, if n % 2 == 0 { DELETE } else { UPDATE_BEFORE }));
+                rows.push((
+                    k,
+                    v,
+                    if n.is_multiple_of(2) {
+                        DELETE
+                    } else {
+                        UPDATE_BEFORE
+                    },
+                ));
             }
             Change::Retract(_) => {}
         }

@@ -41,27 +41,22 @@ fn fingerprint(batches: &[(usize, RecordBatch)]) -> Vec<(i32, i64, i64)> {
         let ty = b.column(0).as_primitive::<Int32Type>();
         let bid = b.column(3).as_struct();
         let price = bid.column(2).as_primitive::<Int64Type>();
-        let times: Vec<i64> = (1..=3)
-            .map(|c| {
-                let row = b.column(c).as_struct();
-                let field = if c == 2 {
-                    5
-                } else if c == 1 {
-                    6
-                } else {
-                    5
-                };
-                row.column(field)
-                    .as_primitive::<TimestampMillisecondType>()
-                    .values()
-                    .to_vec()
-            })
-            .fold(vec![0; b.num_rows()], |acc, v| {
-                acc.iter().zip(v).map(|(a, b)| a + b).collect()
-            });
-        for r in 0..b.num_rows() {
+        // `dateTime` of the row of the event's own type (person: field 6, others: 5).
+        let time = |column: usize, field: usize, r: usize| {
+            b.column(column)
+                .as_struct()
+                .column(field)
+                .as_primitive::<TimestampMillisecondType>()
+                .value(r)
+        };
+        for (r, t) in ty.values().iter().enumerate() {
+            let at = match t {
+                0 => time(1, 6, r),
+                1 => time(2, 5, r),
+                _ => time(3, 5, r),
+            };
             let p = if bid.is_valid(r) { price.value(r) } else { -1 };
-            out.push((ty.value(r), times[r], p));
+            out.push((*t, at, p));
         }
     }
     out.sort_unstable();

@@ -144,9 +144,9 @@ impl RegularJoin {
         let mut cand_this = Vec::new();
         let mut cand_other: Vec<(usize, usize)> = Vec::new();
         let mut cand_pos: Vec<usize> = Vec::new();
-        let mut cand_start = vec![0usize; n + 1];
+        let mut cand_start = Vec::with_capacity(n + 1);
         for r in 0..n {
-            cand_start[r] = cand_this.len();
+            cand_start.push(cand_this.len());
             if !keys.is_valid(r) {
                 continue;
             }
@@ -158,9 +158,9 @@ impl RegularJoin {
                 }
             }
         }
-        cand_start[n] = cand_this.len();
+        cand_start.push(cand_this.len());
         let kept = self.residual(s, &data, &cand_this, &cand_other)?;
-        // Store the batch first, so rows of it can be found and retracted in order.
+        // Rows of this batch may retract rows stored earlier in it: `find` looks at both.
         let b = self.sides[s].batches.len() as u32;
         let full_rows = match &self.sides[s].full {
             Some(c) => Some(c.convert_columns(data.columns())?),
