@@ -8,6 +8,8 @@ use streams_core::datafusion::logical_expr::expr::Between;
 use streams_core::datafusion::logical_expr::utils::split_conjunction;
 use streams_core::datafusion::logical_expr::{BinaryExpr, Expr, Operator};
 
+use crate::attributes::WindowColumns;
+
 /// The interval of an interval join: `lower <= l.ts - r.ts <= upper`, in ms.
 #[derive(Debug, Default)]
 pub(crate) struct Split {
@@ -71,19 +73,26 @@ fn time_term(e: &Expr) -> Option<(&Column, i64)> {
 
 impl Split {
     /// A window join: `l.window_start = r.window_start AND l.window_end = r.window_end` among
-    /// the keys. Takes those two keys out and returns the `window_end` column names.
-    pub(crate) fn take_window_keys(&mut self) -> Option<(String, String)> {
-        let named = |e: &Expr, n: &str| matches!(e, Expr::Column(c) if c.name == n);
-        let end = self
-            .keys
-            .iter()
-            .position(|(l, r)| named(l, "window_end") && named(r, "window_end"))?;
+    /// the keys, where those are each side's window columns (see `attributes`), renamed or
+    /// not. Takes the end key out and returns the two end columns' names.
+    pub(crate) fn take_window_keys(
+        &mut self,
+        (left, right): (&DFSchema, &DFSchema),
+        windows: (Option<WindowColumns>, Option<WindowColumns>),
+    ) -> Option<(String, String)> {
+        let (Some(lw), Some(rw)) = windows else {
+            return None;
+        };
+        let at = |schema: &DFSchema, e: &Expr| match e {
+            Expr::Column(c) => schema.index_of_column(c).ok(),
+            _ => None,
+        };
+        let is = |(l, r): &(Expr, Expr), li: usize, ri: usize| {
+            at(left, l) == Some(li) && at(right, r) == Some(ri)
+        };
+        let end = self.keys.iter().position(|k| is(k, lw.end, rw.end))?;
         // window_start stays a key (windows of different kinds can share an end).
-        if !self
-            .keys
-            .iter()
-            .any(|(l, r)| named(l, "window_start") && named(r, "window_start"))
-        {
+        if !self.keys.iter().any(|k| is(k, lw.start, rw.start)) {
             return None;
         }
         let (l, r) = match &self.keys[end] {

@@ -24,6 +24,7 @@
 //!
 //! Not yet: regular joins without time bounds, session windows without aggregation. See `docs/design/sql.md`.
 
+mod attributes;
 mod catalog;
 mod dialect;
 mod engine;

@@ -20,6 +20,9 @@ use crate::{Error, Result};
 
 const WINDOW_COLUMNS: [&str; 3] = ["window_start", "window_end", "window_time"];
 
+/// The row time a cascaded window aggregate windows its input by.
+const CASCADE_TIME: &str = "__window_rowtime";
+
 /// Projections above an update stream keep its change column, so the changes reach the sink.
 fn carry_changes(plan: LogicalPlan) -> Result<LogicalPlan> {
     let out = plan
@@ -221,7 +224,7 @@ impl Rewriter<'_> {
             match node {
                 LogicalPlan::TableScan(scan) => {
                     let Some(src) = scan.source.downcast_ref::<StreamTableSource>() else {
-                        return Ok(None);
+                        return self.cascaded_window_aggregate(agg);
                     };
                     match self.windows.iter().find(|w| w.name == src.name) {
                         Some(w) => break (w, scan.table_name.to_string()),
@@ -234,7 +237,7 @@ impl Rewriter<'_> {
                     path.push(node);
                     node = node.inputs()[0];
                 }
-                _ => return Ok(None),
+                _ => return self.cascaded_window_aggregate(agg),
             }
         };
         let (tvf, qualifier) = window;
@@ -381,6 +384,61 @@ impl Rewriter<'_> {
         Ok(Some(node.project(exprs)?.build()))
     }
 
+    /// `GROUP BY window_start, window_end, ...` over the rows of a window aggregate or window
+    /// join (its window columns, renamed or not): a window aggregate again, whose windows are
+    /// those of its input. Each input row belongs to the window ending at its `window_end`, so
+    /// a one-millisecond TUMBLE over `window_end - 1 ms` (the input's row time) gathers exactly
+    /// the rows of one input window and fires when the watermark passes it.
+    fn cascaded_window_aggregate(&self, agg: &Aggregate) -> Result<Option<LogicalPlan>> {
+        let Some(w) = crate::attributes::window_columns(&agg.input, self.windows) else {
+            return Ok(None);
+        };
+        let schema = agg.input.schema();
+        let grouped = |i: usize| {
+            agg.group_expr
+                .iter()
+                .any(|e| matches!(e, Expr::Column(c) if schema.index_of_column(c).ok() == Some(i)))
+        };
+        if !grouped(w.start) || !grouped(w.end) {
+            return Ok(None);
+        }
+        let input = self.streaming(agg.input.as_ref().clone())?;
+        if is_update_stream(input.schema().as_arrow()) {
+            return Ok(None);
+        }
+        let end = Expr::Column(Column::from(input.schema().qualified_field(w.end)));
+        let mut cols: Vec<Expr> = input
+            .schema()
+            .columns()
+            .into_iter()
+            .map(Expr::Column)
+            .collect();
+        let one_ms = ScalarValue::IntervalMonthDayNano(Some(
+            streams_core::arrow::datatypes::IntervalMonthDayNano::new(0, 0, 1_000_000),
+        ));
+        cols.push((end - Expr::Literal(one_ms, None)).alias(CASCADE_TIME));
+        let node = StreamPlanBuilder::from_plan(input)
+            .project(cols)?
+            .window_aggregate(
+                streams_core::window::WindowSpec::Tumble { size: 1, offset: 0 },
+                CASCADE_TIME,
+                agg.group_expr.clone(),
+                agg.aggr_expr.clone(),
+                WindowOptions::default(),
+            )?;
+        // The aggregate's own columns: its groups (the input's window columns among them),
+        // then its aggregates; the one-millisecond windows are dropped.
+        let out = node.plan().schema().clone();
+        let exprs: Vec<Expr> = (0..agg.schema.fields().len())
+            .map(|i| {
+                let (q, f) = agg.schema.qualified_field(i);
+                Expr::Column(Column::from(out.qualified_field(3 + i)))
+                    .alias_qualified(q.cloned(), f.name())
+            })
+            .collect();
+        Ok(Some(node.project(exprs)?.build()))
+    }
+
     /// `FROM a, b WHERE ...`: the condition is the join's.
     fn filtered_cross_join(
         &self,
@@ -430,7 +488,12 @@ impl Rewriter<'_> {
         };
         let mut split =
             crate::joins::Split::of(&condition, j.left.schema(), j.right.schema(), false);
-        if let Some(windowed) = split.take_window_keys() {
+        let windows = (
+            crate::attributes::window_columns(&j.left, self.windows),
+            crate::attributes::window_columns(&j.right, self.windows),
+        );
+        if let Some(windowed) = split.take_window_keys((j.left.schema(), j.right.schema()), windows)
+        {
             let left = self.streaming(j.left.as_ref().clone())?;
             let right = self.streaming(j.right.as_ref().clone())?;
             let residual = split.residual.into_iter().reduce(Expr::and);

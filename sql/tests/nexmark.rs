@@ -116,6 +116,32 @@ fn count_char() -> streams_core::datafusion::logical_expr::ScalarUDF {
     )
 }
 
+/// The query's EXPLAIN equals `tests/nexmark/plans/qN.txt` (`UPDATE_GOLDEN=1` rewrites it):
+/// a change of operators, exchanges or parallelism shows in review.
+fn check_plan(
+    engine: &SqlEngine,
+    file: &Path,
+    plan: &streams_core::datafusion::logical_expr::LogicalPlan,
+) -> Result<(), String> {
+    let text = engine.explain_plan(plan).map_err(|e| e.to_string())?;
+    let name = file.file_stem().and_then(|n| n.to_str()).unwrap_or("q");
+    let golden = root().join(format!("sql/tests/nexmark/plans/{name}.txt"));
+    if std::env::var("UPDATE_GOLDEN").is_ok() {
+        std::fs::create_dir_all(golden.parent().unwrap()).unwrap();
+        std::fs::write(&golden, &text).unwrap();
+        return Ok(());
+    }
+    let want = std::fs::read_to_string(&golden)
+        .map_err(|e| format!("{}: {e} (run with UPDATE_GOLDEN=1)", golden.display()))?;
+    if want != text {
+        return Err(format!(
+            "{name}: the plan differs from {}:\n{text}",
+            golden.display()
+        ));
+    }
+    Ok(())
+}
+
 /// Runs query file `file` as a job; its sink's rows, materialized.
 async fn run_stream(file: &Path) -> Result<RecordBatch, String> {
     let capture = Arc::new(Capture::default());
@@ -125,6 +151,8 @@ async fn run_stream(file: &Path) -> Result<RecordBatch, String> {
     let mut engine = SqlEngine::new(registry);
     engine.register_udf(count_char()).unwrap();
     engine.execute(&ddl()).unwrap();
+    // Two subtasks per operator, so every exchange is exercised.
+    engine.execute("SET 'parallelism.default' = '2'").unwrap();
     let query = std::fs::read_to_string(file).unwrap();
     let plans: Vec<_> = engine
         .execute(&query)
@@ -136,6 +164,7 @@ async fn run_stream(file: &Path) -> Result<RecordBatch, String> {
         })
         .collect();
     assert_eq!(plans.len(), 1, "{}: one INSERT INTO", file.display());
+    check_plan(&engine, file, &plans[0])?;
     let graph = engine.compile(&plans).map_err(|e| e.to_string())?;
     streams_core::runtime::launch(graph, &engine.config().runtime)
         .map_err(|e| e.to_string())?
