@@ -174,3 +174,62 @@ async fn top_n_per_key_matches_datafusion_once_applied() {
         assert_eq!(lines(&[applied]), expected, "parallelism {parallelism}");
     }
 }
+
+#[tokio::test]
+async fn a_group_whose_result_did_not_change_emits_nothing() {
+    // Every row of key 0 has v = 5, so max(v) never changes after the first: one insert.
+    let schema = Arc::new(streams_core::arrow::datatypes::Schema::new(vec![
+        streams_core::arrow::datatypes::Field::new(
+            "k",
+            streams_core::arrow::datatypes::DataType::Int64,
+            false,
+        ),
+        streams_core::arrow::datatypes::Field::new(
+            "v",
+            streams_core::arrow::datatypes::DataType::Int64,
+            false,
+        ),
+    ]));
+    let batch = |v: i64| {
+        streams_core::arrow::array::RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![
+                Arc::new(streams_core::arrow::array::Int64Array::from(vec![0, 0])),
+                Arc::new(streams_core::arrow::array::Int64Array::from(vec![v, 5])),
+            ],
+        )
+        .unwrap()
+    };
+    let source =
+        streams_core::testing::MemorySource::new("t", Arc::clone(&schema)).with_split(vec![
+            streams_core::testing::Step::Batch(batch(5)),
+            streams_core::testing::Step::Watermark(1),
+            streams_core::testing::Step::Batch(batch(3)),
+            streams_core::testing::Step::Watermark(2),
+            streams_core::testing::Step::Batch(batch(9)),
+        ]);
+    let sink = collect_sink();
+    let plan = StreamPlanBuilder::scan("t", Arc::new(source))
+        .unwrap()
+        .aggregate(vec![col("k")], vec![max(col("v")).alias("hi")])
+        .unwrap()
+        .sink("out", sink.clone())
+        .unwrap();
+    run(plan, 1).await.unwrap();
+    let ops: Vec<i8> = sink
+        .batches()
+        .iter()
+        .flat_map(|b| {
+            streams_core::arrow::array::AsArray::as_primitive::<
+                streams_core::arrow::datatypes::Int8Type,
+            >(b.column(b.num_columns() - 1))
+            .values()
+            .to_vec()
+        })
+        .collect();
+    // +I(5); the batch of 3s changes nothing; the 9 gives -U(5) +U(9).
+    assert_eq!(
+        ops,
+        vec![streams_core::changelog::INSERT, UPDATE_BEFORE, UPDATE_AFTER]
+    );
+}

@@ -103,9 +103,13 @@ fn reference_sql(window: WindowSpec) -> String {
 }
 
 async fn check(window: WindowSpec) {
-    // 4 000 events, 20 keys, one every 7 ms: windows of a few seconds hold a few hundred.
+    check_keys(window, 20).await;
+}
+
+async fn check_keys(window: WindowSpec, keys: u32) {
+    // 4 000 events, one every 7 ms: windows of a few seconds hold a few hundred.
     for (jitter, seed) in [(0, 1), (500, 2)] {
-        let evs = events(4_000, 20, 7, jitter, seed);
+        let evs = events(4_000, keys, 7, jitter, seed);
         let expected = reference(&evs, &reference_sql(window)).await;
         assert!(!expected.is_empty());
         for parallelism in [1, 4] {
@@ -151,4 +155,10 @@ async fn session_matches_datafusion() {
     // 20 keys, an event every 7 ms: a key's gaps average 140 ms, so a 300 ms gap both splits
     // and merges sessions.
     check(WindowSpec::Session { gap: 300 }).await;
+}
+
+#[tokio::test]
+async fn session_over_many_short_lived_keys_matches_datafusion() {
+    // 1 500 keys: most see one short session, so idle keys are forgotten as sessions fire.
+    check_keys(WindowSpec::Session { gap: 300 }, 1_500).await;
 }

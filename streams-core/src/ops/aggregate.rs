@@ -142,8 +142,7 @@ impl UnboundedAggregate {
             .clone()
         });
         self.present.resize(g, false);
-        let (mut before, mut after_old, mut inserted, mut deleted) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut before, mut inserted, mut deleted) = (Vec::new(), Vec::new(), Vec::new());
         for (id, t) in self.touched.iter().enumerate() {
             if !*t {
                 continue;
@@ -152,16 +151,25 @@ impl UnboundedAggregate {
                 .as_ref()
                 .is_none_or(|c| c.is_valid(id) && c.value(id) > 0);
             match (self.present[id], now) {
-                (true, true) => {
-                    before.push(id as u32);
-                    after_old.push(id as u32);
-                }
+                (true, true) => before.push(id as u32),
                 (false, true) => inserted.push(id as u32),
                 (true, false) => deleted.push(id as u32),
                 (false, false) => {}
             }
             self.present[id] = now;
         }
+        // As Flink does, a group whose results did not change emits nothing.
+        let before: Vec<u32> = if before.is_empty() {
+            before
+        } else {
+            let compared = current.len() - usize::from(self.config.counts_rows);
+            let changed = changed_rows(&before, &self.last[..compared], &current[..compared])?;
+            before
+                .iter()
+                .zip(changed)
+                .filter_map(|(id, c)| c.then_some(*id))
+                .collect()
+        };
         let mut parts: Vec<RecordBatch> = Vec::new();
         let schema = Arc::clone(&self.config.output_schema);
         let build = |ids: &[u32], values: &[ArrayRef], op: i8| -> Result<RecordBatch> {
@@ -179,7 +187,7 @@ impl UnboundedAggregate {
         };
         if !before.is_empty() {
             parts.push(build(&before, &self.last, UPDATE_BEFORE)?);
-            parts.push(build(&after_old, &current, UPDATE_AFTER)?);
+            parts.push(build(&before, &current, UPDATE_AFTER)?);
         }
         if !inserted.is_empty() {
             parts.push(build(&inserted, &current, INSERT)?);
@@ -267,4 +275,23 @@ impl Operator for UnboundedAggregate {
     fn close(&mut self, out: &mut Output) -> Result<()> {
         self.emit(out)
     }
+}
+
+/// For each group in `ids`, whether any of its values differs between `old` and `new`.
+fn changed_rows(ids: &[u32], old: &[ArrayRef], new: &[ArrayRef]) -> Result<Vec<bool>> {
+    let idx = UInt32Array::from(ids.to_vec());
+    let mut changed = vec![false; ids.len()];
+    for (o, n) in old.iter().zip(new) {
+        if o.data_type().is_nested() {
+            // No comparison kernel for lists and structs: count them as changed.
+            changed.iter_mut().for_each(|c| *c = true);
+            continue;
+        }
+        let (o, n) = (take(o.as_ref(), &idx, None)?, take(n.as_ref(), &idx, None)?);
+        let same = datafusion::arrow::compute::kernels::cmp::not_distinct(&o, &n)?;
+        for (c, s) in changed.iter_mut().zip(same.iter()) {
+            *c |= s != Some(true);
+        }
+    }
+    Ok(changed)
 }

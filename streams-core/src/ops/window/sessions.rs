@@ -17,6 +17,9 @@ use super::panes::{Bounds, Fired};
 use crate::window::Window;
 use crate::{Error, Result};
 
+/// Below this many keys, idle ones are not worth forgetting.
+const COMPACT_MIN_KEYS: usize = 64;
+
 #[derive(Clone, Debug)]
 struct Session {
     window: Window,
@@ -215,6 +218,34 @@ impl Sessions {
         slot
     }
 
+    /// Drops keys without open sessions once they are most of the keys, so state follows the
+    /// active keys rather than every key ever seen. Slots are per session, not per key, so
+    /// only key ids change.
+    fn forget_idle_keys(&mut self) {
+        let Some(k) = &mut self.keys else {
+            return;
+        };
+        let live = self.open.iter().filter(|s| !s.is_empty()).count();
+        if self.open.len() < COMPACT_MIN_KEYS || live * 2 > self.open.len() {
+            return;
+        }
+        let mut rows = k.converter.empty_rows(live, 0);
+        let mut ids = HashMap::with_capacity(live);
+        let mut open = Vec::with_capacity(live);
+        for (id, sessions) in std::mem::take(&mut self.open).into_iter().enumerate() {
+            if sessions.is_empty() {
+                continue;
+            }
+            let row = k.rows.row(id);
+            ids.insert(row.as_ref().into(), open.len() as u32);
+            rows.push(row);
+            open.push(sessions);
+        }
+        k.rows = rows;
+        k.ids = ids;
+        self.open = open;
+    }
+
     /// Fires every session ending at or before `horizon`.
     pub(crate) fn fire(&mut self, horizon: i64, aggs: &Aggregates) -> Result<Option<Fired>> {
         if self.min_end > horizon || self.slots == 0 {
@@ -306,6 +337,7 @@ impl Sessions {
                 .convert_rows(fired_keys.iter().map(|&id| k.rows.row(id as usize)))?,
             None => Vec::new(),
         };
+        self.forget_idle_keys();
         Ok(Some(Fired {
             bounds: Bounds::PerRow(starts, ends),
             keys,
