@@ -21,8 +21,11 @@
 //!   aggregate whose output is an update stream (`streams_core::changelog`).
 //!
 //!   `ROW_NUMBER() OVER (...)` filtered to `rn <= N` becomes a Top-N (deduplication for N = 1).
+//!   Joins without time bounds are regular joins, whose output is an update stream too.
+//! - Window columns keep their meaning through `GROUP BY` and renaming (`attributes`), so a
+//!   join or `GROUP BY` on them over window aggregates stays windowed, as in Flink.
 //!
-//! Not yet: regular joins without time bounds, session windows without aggregation. See `docs/design/sql.md`.
+//! Not yet: session windows without aggregation. See `docs/design/sql.md`.
 
 mod attributes;
 mod catalog;
