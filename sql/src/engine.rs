@@ -484,13 +484,10 @@ impl SqlEngine {
 
     /// What `EXPLAIN` prints for a job plan: the optimized logical plan and the topology.
     pub fn explain_plan(&self, plan: &LogicalPlan) -> Result<String> {
-        let graph = self.compile(std::slice::from_ref(plan))?;
-        let plan = streams_core::plan::optimize(plan)?;
-        Ok(format!(
-            "logical plan:\n{}\ntopology:\n{}",
-            plan.display_indent(),
-            graph.topology().render()
-        ))
+        Ok(streams_core::plan::explain_job(
+            std::slice::from_ref(plan),
+            &self.config,
+        )?)
     }
 }
 

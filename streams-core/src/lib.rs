@@ -76,6 +76,7 @@
 pub mod changelog;
 pub mod checkpoint;
 pub mod connector;
+pub mod dsl;
 mod error;
 pub mod message;
 pub mod metrics;

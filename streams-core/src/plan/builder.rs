@@ -92,6 +92,25 @@ impl StreamPlanBuilder {
         })
     }
 
+    /// Runs a stateless operator after this stream, whose output has `schema`.
+    pub fn operator(
+        self,
+        kind: &str,
+        detail: &str,
+        factory: Arc<dyn crate::operator::OperatorFactory>,
+        schema: DFSchema,
+    ) -> Self {
+        StreamPlanBuilder {
+            plan: ext(super::custom::OperatorNode {
+                input: self.plan,
+                kind: kind.to_string(),
+                detail: detail.to_string(),
+                factory: super::custom::OperatorRef(factory),
+                schema: Arc::new(schema),
+            }),
+        }
+    }
+
     /// `UNION ALL` with another stream of the same columns.
     pub fn union(self, other: StreamPlanBuilder) -> Result<Self> {
         Ok(StreamPlanBuilder {

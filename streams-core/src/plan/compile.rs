@@ -73,6 +73,20 @@ pub fn optimize(plan: &LogicalPlan) -> Result<LogicalPlan> {
 }
 
 /// Compiles job plans (each ending in a sink) into one graph.
+/// What `EXPLAIN` prints (SQL's and the DSL's alike): each optimized plan, then the topology.
+pub fn explain_job(plans: &[LogicalPlan], config: &JobConfig) -> Result<String> {
+    let graph = compile(plans, config)?;
+    let optimized = plans
+        .iter()
+        .map(|p| Ok(optimize(p)?.display_indent().to_string()))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(format!(
+        "logical plan:\n{}\ntopology:\n{}",
+        optimized.join("\n"),
+        graph.topology().render()
+    ))
+}
+
 pub fn compile(plans: &[LogicalPlan], config: &JobConfig) -> Result<JobGraph> {
     let mut graph = JobGraph::new();
     for plan in plans {
@@ -282,6 +296,17 @@ impl Compiler<'_> {
         }
         if let Some(t) = downcast::<TopNNode>(plan) {
             return self.top_n(t);
+        }
+        if let Some(o) = downcast::<super::custom::OperatorNode>(plan) {
+            let input = self.node(&o.input)?;
+            let node = self.graph.add_stateless(
+                &o.kind,
+                &o.detail,
+                Arc::clone(&o.factory.0),
+                input.parallelism,
+            );
+            self.forward(&input, node);
+            return Ok(Stream { node, ..input });
         }
         if let Some(a) = downcast::<WindowAssignNode>(plan) {
             let input = self.node(&a.input)?;

@@ -7,12 +7,14 @@
 mod builder;
 mod compile;
 mod compile_keyed;
+mod custom;
 mod nodes;
 mod nodes_more;
 mod retract;
 
 pub use builder::StreamPlanBuilder;
-pub use compile::{JobConfig, compile, optimize};
+pub use compile::{JobConfig, compile, explain_job, optimize};
+pub use custom::{OperatorNode, OperatorRef};
 pub use nodes::{
     SinkNode, SinkRef, SourceRef, StreamScan, WatermarkNode, WindowAggregateNode, WindowOptions,
     describe_window,

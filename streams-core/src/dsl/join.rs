@@ -1,0 +1,119 @@
+//! `left.join(right).on(l, r)` then `.window(...)`, `.within(...)` or `.regular()`.
+
+use std::time::Duration;
+
+use datafusion::logical_expr::Expr;
+
+use super::Stream;
+use super::window::event_time;
+use crate::ops::join::JoinType;
+use crate::plan::{StreamJoinKind, StreamPlanBuilder, WindowOptions};
+use crate::window::WindowSpec;
+use crate::{Error, Result};
+
+/// A join being described: keys, condition and outer sides, then the kind of join.
+#[derive(Clone, Debug)]
+pub struct JoinBuilder {
+    left: Stream,
+    right: Stream,
+    on: Vec<(Expr, Expr)>,
+    filter: Option<Expr>,
+    join_type: JoinType,
+}
+
+impl JoinBuilder {
+    pub(super) fn new(left: Stream, right: Stream) -> Self {
+        JoinBuilder {
+            left,
+            right,
+            on: Vec::new(),
+            filter: None,
+            join_type: JoinType::Inner,
+        }
+    }
+
+    /// Rows join when `left` (over the left stream) equals `right` (over the right one).
+    pub fn on(mut self, left: Expr, right: Expr) -> Self {
+        self.on.push((left, right));
+        self
+    }
+
+    /// An extra condition over the joined row (both sides' columns).
+    pub fn filter(mut self, condition: Expr) -> Self {
+        self.filter = Some(match self.filter {
+            Some(f) => f.and(condition),
+            None => condition,
+        });
+        self
+    }
+
+    /// Keeps left rows without a match, padded with nulls.
+    pub fn left_outer(mut self) -> Self {
+        self.join_type = JoinType::Left;
+        self
+    }
+
+    /// Keeps right rows without a match (regular joins only).
+    pub fn right_outer(mut self) -> Self {
+        self.join_type = JoinType::Right;
+        self
+    }
+
+    /// Keeps rows of either side without a match (regular joins only).
+    pub fn full_outer(mut self) -> Self {
+        self.join_type = JoinType::Full;
+        self
+    }
+
+    fn times(&self) -> Result<(String, String)> {
+        let side = |s: &Stream, name: &str| {
+            event_time(s.plan()).ok_or_else(|| {
+                Error::plan(format!(
+                    "the {name} side of a window or interval join needs event time: call \
+                     event_time(column, delay) after its source"
+                ))
+            })
+        };
+        Ok((side(&self.left, "left")?, side(&self.right, "right")?))
+    }
+
+    fn build(self, kind: StreamJoinKind, times: (String, String)) -> Result<Stream> {
+        let plan = StreamPlanBuilder::from_plan(self.left.plan.clone())
+            .join(
+                StreamPlanBuilder::from_plan(self.right.plan.clone()),
+                kind,
+                self.join_type,
+                (&times.0, &times.1),
+                self.on,
+                self.filter,
+                WindowOptions::default(),
+            )?
+            .build();
+        Ok(self.left.next(plan))
+    }
+
+    /// Rows of both sides in the same window join when it fires. Columns: `window_start`,
+    /// `window_end`, the left columns, the right columns.
+    pub fn window(self, window: impl Into<WindowSpec>) -> Result<Stream> {
+        let times = self.times()?;
+        self.build(StreamJoinKind::Window(window.into()), times)
+    }
+
+    /// A left row joins the right rows at most `before` earlier and `after` later than itself
+    /// (SQL: `l.ts BETWEEN r.ts - after AND r.ts + before`), as soon as both are there.
+    pub fn within(self, before: Duration, after: Duration) -> Result<Stream> {
+        let times = self.times()?;
+        let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        let kind = StreamJoinKind::Interval {
+            lower: -ms(after),
+            upper: ms(before),
+        };
+        self.build(kind, times)
+    }
+
+    /// A join without time bounds: every row of both sides is kept, and the output is an
+    /// update stream (inserts only for an inner join of plain streams).
+    pub fn regular(self) -> Result<Stream> {
+        self.build(StreamJoinKind::Regular, (String::new(), String::new()))
+    }
+}
