@@ -7,7 +7,7 @@ use std::time::Duration;
 use streams_core::arrow::array::{ArrayRef, RecordBatch, StringArray};
 use streams_core::arrow::datatypes::{Field, Schema, SchemaRef};
 use streams_core::connector::{ConnectorRegistry, Options};
-use streams_core::datafusion::common::{DFSchema, ScalarValue};
+use streams_core::datafusion::common::{Column, DFSchema, ScalarValue};
 use streams_core::datafusion::execution::FunctionRegistry;
 use streams_core::datafusion::execution::SessionState;
 use streams_core::datafusion::execution::session_state::SessionStateBuilder;
@@ -387,12 +387,21 @@ impl SqlEngine {
                     .join(", ")
             )));
         }
+        // Columns go to the table's columns by position, cast and renamed where they differ.
         let mut exprs: Vec<Expr> = plan
             .schema()
-            .columns()
-            .into_iter()
+            .iter()
             .zip(table.physical.fields())
-            .map(|(c, f)| cast(Expr::Column(c), f.data_type().clone()).alias(f.name()))
+            .map(|((q, produced), f)| {
+                let mut e = Expr::Column(Column::from((q, produced)));
+                if produced.data_type() != f.data_type() {
+                    e = cast(e, f.data_type().clone());
+                }
+                if produced.name() != f.name() || matches!(e, Expr::Cast(_)) {
+                    e = e.alias(f.name());
+                }
+                e
+            })
             .collect();
         if changes {
             exprs.push(Expr::Column(

@@ -9,7 +9,7 @@ use streams_core::arrow::datatypes::DataType;
 use streams_core::changelog::{OP_COLUMN, is_update_stream};
 use streams_core::connector::ConnectorRegistry;
 use streams_core::datafusion::common::tree_node::{Transformed, TreeNode};
-use streams_core::datafusion::common::{Column, DFSchema, ScalarValue};
+use streams_core::datafusion::common::{Column, DFSchema, ScalarValue, TableReference};
 use streams_core::datafusion::logical_expr::{Aggregate, Expr, LogicalPlan, LogicalPlanBuilder};
 use streams_core::datafusion::sql::planner::{PlannerContext, SqlToRel};
 use streams_core::plan::{StreamPlanBuilder, WindowOptions};
@@ -65,6 +65,18 @@ pub(crate) struct Rewriter<'a> {
     pub(crate) windows: &'a [WindowTvf],
     pub(crate) idle_timeout: Option<Duration>,
     pub(crate) provider: &'a Provider<'a>,
+}
+
+/// Column `e` of `schema` under `qualifier.name`, aliased only if that is another name.
+fn renamed(e: Expr, schema: &DFSchema, qualifier: Option<&TableReference>, name: &str) -> Expr {
+    if let Expr::Column(c) = &e
+        && c.name == name
+        && c.relation.as_ref() == qualifier
+        && schema.has_column(c)
+    {
+        return e;
+    }
+    e.alias_qualified(qualifier.cloned(), name)
 }
 
 fn plan_err(m: impl Into<String>) -> Error {
@@ -375,11 +387,11 @@ impl Rewriter<'_> {
                     column_at(2 + key_index)
                 }
             };
-            exprs.push(e.alias_qualified(q.cloned(), f.name()));
+            exprs.push(renamed(e, &out, q, f.name()));
         }
         for a in 0..agg.aggr_expr.len() {
             let (q, f) = agg.schema.qualified_field(agg.group_expr.len() + a);
-            exprs.push(column_at(3 + keys.len() + a).alias_qualified(q.cloned(), f.name()));
+            exprs.push(renamed(column_at(3 + keys.len() + a), &out, q, f.name()));
         }
         Ok(Some(node.project(exprs)?.build()))
     }

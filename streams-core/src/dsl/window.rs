@@ -137,12 +137,13 @@ impl KeyedStream {
     /// Aggregates per key, updated as rows arrive: an update stream (as SQL's `GROUP BY`
     /// without a window), whose columns are the keys then the aggregates.
     pub fn aggregate(self, aggregates: impl IntoIterator<Item = Expr>) -> Result<Stream> {
+        let (aggregates, names) = unaliased(aggregates);
         let plan = self
             .stream
             .builder()
-            .aggregate(self.keys.clone(), aggregates.into_iter().collect())?
+            .aggregate(self.keys.clone(), aggregates)?
             .build();
-        Ok(self.stream.next(plan))
+        named(self.stream.next(plan), self.keys.len(), &names)
     }
 
     /// The `n` best rows per key by `order` (first is best), with their rank in column
@@ -212,19 +213,46 @@ impl WindowedStream {
                 )
             })?,
         };
+        let (aggregates, names) = unaliased(aggregates);
+        let keys = self.keys.len();
         let plan = self
             .stream
             .builder()
-            .window_aggregate(
-                self.window,
-                &time,
-                self.keys,
-                aggregates.into_iter().collect(),
-                self.options,
-            )?
+            .window_aggregate(self.window, &time, self.keys, aggregates, self.options)?
             .build();
-        Ok(self.stream.next(plan))
+        named(self.stream.next(plan), 3 + keys, &names)
     }
+}
+
+/// Aggregates without their aliases, and the aliases. The plan node holds them unnamed and a
+/// projection names them, as SQL plans `SELECT agg AS name`, so both give the same operators.
+fn unaliased(aggregates: impl IntoIterator<Item = Expr>) -> (Vec<Expr>, Vec<Option<String>>) {
+    aggregates
+        .into_iter()
+        .map(|e| match e {
+            Expr::Alias(a) => (a.expr.unalias_nested().data, Some(a.name)),
+            other => (other, None),
+        })
+        .unzip()
+}
+
+/// `stream` with its columns from `offset` on renamed to `names` (where given).
+fn named(stream: Stream, offset: usize, names: &[Option<String>]) -> Result<Stream> {
+    if names.iter().all(Option::is_none) {
+        return Ok(stream);
+    }
+    let schema = stream.plan.schema().clone();
+    let exprs: Vec<Expr> = (0..schema.fields().len())
+        .filter(|i| schema.field(*i).name() != crate::changelog::OP_COLUMN)
+        .map(|i| {
+            let c = Expr::Column(datafusion::common::Column::from(schema.qualified_field(i)));
+            match i.checked_sub(offset).and_then(|a| names.get(a)) {
+                Some(Some(name)) => c.alias(name),
+                _ => c,
+            }
+        })
+        .collect();
+    stream.select(exprs)
 }
 
 /// The event-time column of a plan, followed through filters, projections that keep it, and

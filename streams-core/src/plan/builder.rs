@@ -138,6 +138,8 @@ impl StreamPlanBuilder {
             ));
         }
         let tz = event_time_column(&self.plan, time_column, "window time", "input")?;
+        let group_expr = unqualified(group_expr, &self.plan);
+        let aggr_expr = unqualified(aggr_expr, &self.plan);
         let ts = DataType::Timestamp(TimeUnit::Millisecond, tz);
         let mut fields: Vec<(Option<TableReference>, Arc<Field>)> =
             ["window_start", "window_end", "window_time"]
@@ -326,6 +328,8 @@ impl StreamPlanBuilder {
     /// `GROUP BY` without a window: a running result per key, as an update stream whose last
     /// column is [`crate::changelog::OP_COLUMN`].
     pub fn aggregate(self, group_expr: Vec<Expr>, aggr_expr: Vec<Expr>) -> Result<Self> {
+        let group_expr = unqualified(group_expr, &self.plan);
+        let aggr_expr = unqualified(aggr_expr, &self.plan);
         if crate::changelog::is_update_stream(self.plan.schema().as_arrow()) {
             return self.retracting_aggregate(group_expr, aggr_expr);
         }
@@ -453,6 +457,26 @@ fn change_column() -> (Option<TableReference>, Arc<Field>) {
 
 /// The time zone of `column`, an event-time column of `plan`, or an error naming `what` (e.g.
 /// "window time") and `place` (e.g. "input") when it is missing or not a time.
+/// `exprs` with unqualified columns when `plan`'s column names are unique, so an aggregate's
+/// output columns are named the same (`sum(price)`) whether SQL (`sum(t.price)`) or the DSL
+/// built it.
+fn unqualified(exprs: Vec<Expr>, plan: &LogicalPlan) -> Vec<Expr> {
+    let fields = plan.schema().fields();
+    let unique = fields
+        .iter()
+        .map(|f| f.name())
+        .collect::<std::collections::HashSet<_>>()
+        .len()
+        == fields.len();
+    if !unique {
+        return exprs;
+    }
+    exprs
+        .into_iter()
+        .map(datafusion::logical_expr::expr_rewriter::unnormalize_col)
+        .collect()
+}
+
 fn event_time_column(
     plan: &LogicalPlan,
     column: &str,

@@ -121,6 +121,9 @@ pub(super) fn physical(expr: &Expr, input: &LogicalPlan) -> Result<Arc<dyn Physi
     )?)
 }
 
+/// A node's line in the topology. Columns of single-input nodes are shown without their
+/// qualifiers, which say where a plan came from (a SQL alias, a DSL source name) rather than
+/// what runs; joins keep them to tell the sides apart.
 pub(super) fn explain<T: UserDefinedLogicalNodeCore>(node: &T) -> String {
     struct Show<'a, T>(&'a T);
     impl<T: UserDefinedLogicalNodeCore> std::fmt::Display for Show<'_, T> {
@@ -128,7 +131,19 @@ pub(super) fn explain<T: UserDefinedLogicalNodeCore>(node: &T) -> String {
             self.0.fmt_for_explain(f)
         }
     }
+    if node.inputs().len() == 1 {
+        let exprs = node.expressions().iter().map(unqualified).collect();
+        let inputs = node.inputs().into_iter().cloned().collect();
+        if let Ok(plain) = node.with_exprs_and_inputs(exprs, inputs) {
+            return Show(&plain).to_string();
+        }
+    }
     Show(node).to_string()
+}
+
+/// `e` with every column unqualified, for display.
+pub(super) fn unqualified(e: &Expr) -> Expr {
+    datafusion::logical_expr::expr_rewriter::unnormalize_col(e.clone())
 }
 
 /// Aggregate expressions as DataFusion aggregate functions bound to `input`'s schema.
@@ -360,7 +375,7 @@ impl Compiler<'_> {
                 let predicate = physical(&f.predicate, &f.input)?;
                 let node = self.graph.add_stateless(
                     "filter",
-                    &f.predicate.to_string(),
+                    &unqualified(&f.predicate).to_string(),
                     Arc::new(Cloning(Filter::new(predicate))),
                     input.parallelism,
                 );
@@ -413,7 +428,13 @@ impl Compiler<'_> {
         let detail = p
             .expr
             .iter()
-            .map(|e| e.to_string())
+            .map(|e| match unqualified(e) {
+                // `c AS c` only re-qualifies a column.
+                Expr::Alias(a) if matches!(a.expr.as_ref(), Expr::Column(c) if c.name == a.name) => {
+                    a.expr.to_string()
+                }
+                other => other.to_string(),
+            })
             .collect::<Vec<_>>()
             .join(", ");
         let schema = Arc::new(p.schema.as_arrow().clone());

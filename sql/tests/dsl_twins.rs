@@ -1,0 +1,198 @@
+//! Each DSL pipeline next to its SQL twin on the same input: the same results and the same
+//! topology (the EXPLAIN text of both, qualifiers aside).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use streams_core::arrow::array::{Int64Array, RecordBatch, TimestampMillisecondArray};
+use streams_core::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use streams_core::connector::{Connector, ConnectorRegistry, OptionSpec, Options};
+use streams_core::datafusion::functions_aggregate::count::count_all;
+use streams_core::datafusion::functions_aggregate::expr_fn::{max, sum};
+use streams_core::datafusion::prelude::{col, lit};
+use streams_core::dsl::{Hop, Pipeline, Session, Tumble};
+use streams_core::testing::{CollectSink, MemorySource};
+use streams_core::{SinkFactory, SourceFactory};
+use streams_sql::{Outcome, SqlEngine};
+
+fn schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("auction", DataType::Int64, true),
+        Field::new("price", DataType::Int64, true),
+        Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, None), true),
+    ]))
+}
+
+/// 3 000 bids on 7 auctions, one every 11 ms, slightly out of order; dealt to 3 splits.
+fn source() -> Arc<MemorySource> {
+    let mut x = 11u64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut s = MemorySource::new("bid", schema());
+    for split in 0..3 {
+        let batches: Vec<RecordBatch> = (0..10)
+            .map(|b| {
+                let n = 100;
+                let base = (split * 10 + b) * n;
+                RecordBatch::try_new(
+                    schema(),
+                    vec![
+                        Arc::new(Int64Array::from_iter_values(
+                            (0..n).map(|_| (next() % 7) as i64),
+                        )),
+                        Arc::new(Int64Array::from_iter_values(
+                            (0..n).map(|_| (next() % 900) as i64),
+                        )),
+                        Arc::new(TimestampMillisecondArray::from_iter_values((0..n).map(
+                            |i| 1_700_000_000_000 + (base + i) * 11 + (next() % 40) as i64,
+                        ))),
+                    ],
+                )
+                .unwrap()
+            })
+            .collect();
+        s = s.with_batches(batches);
+    }
+    Arc::new(s)
+}
+
+/// `'connector' = 'twin'`: the shared source, and sinks that keep rows.
+#[derive(Debug)]
+struct Twin {
+    source: Arc<MemorySource>,
+    sink: Arc<CollectSink>,
+}
+
+impl Connector for Twin {
+    fn name(&self) -> &str {
+        "twin"
+    }
+    fn options(&self) -> &[OptionSpec] {
+        &[]
+    }
+    fn source(
+        &self,
+        _: &str,
+        _: SchemaRef,
+        _: &Options,
+    ) -> streams_core::Result<Arc<dyn SourceFactory>> {
+        Ok(self.source.clone())
+    }
+    fn sink(
+        &self,
+        _: &str,
+        _: SchemaRef,
+        _: &Options,
+    ) -> streams_core::Result<Arc<dyn SinkFactory>> {
+        Ok(self.sink.clone())
+    }
+}
+
+const DDL: &str = "
+CREATE TABLE bid (auction BIGINT, price BIGINT, ts TIMESTAMP(3),
+  WATERMARK FOR ts AS ts - INTERVAL '0.1' SECOND) WITH ('connector' = 'twin');
+SET 'parallelism.default' = '2';
+";
+
+/// Runs the SQL script's INSERT; its EXPLAIN and its applied rows.
+async fn sql(source: &Arc<MemorySource>, sink_ddl: &str, insert: &str) -> (String, Vec<String>) {
+    let sink = Arc::new(CollectSink::new());
+    let mut registry = ConnectorRegistry::new();
+    registry.register(Arc::new(Twin {
+        source: source.clone(),
+        sink: sink.clone(),
+    }));
+    let mut engine = SqlEngine::new(registry);
+    engine.execute(DDL).unwrap();
+    engine.execute(sink_ddl).unwrap();
+    let Some(Outcome::Insert(plan)) = engine.execute(insert).unwrap().pop() else {
+        panic!("not an INSERT");
+    };
+    let explain = engine.explain_plan(&plan).unwrap();
+    let graph = engine.compile(&[plan]).unwrap();
+    streams_core::runtime::launch(graph, &engine.config().runtime)
+        .unwrap()
+        .wait()
+        .await
+        .unwrap();
+    (explain, rows(&sink))
+}
+
+fn rows(sink: &CollectSink) -> Vec<String> {
+    let batches = sink.batches();
+    let Some(first) = batches.first() else {
+        return Vec::new();
+    };
+    let table = streams_core::changelog::materialize(&first.schema(), &batches).unwrap();
+    let text = streams_core::arrow::util::pretty::pretty_format_batches(&[table])
+        .unwrap()
+        .to_string();
+    let mut lines: Vec<String> = text
+        .lines()
+        .skip(3)
+        .filter(|l| !l.starts_with('+'))
+        .map(str::to_string)
+        .collect();
+    lines.sort();
+    lines
+}
+
+/// The topology part of an EXPLAIN.
+fn topology(explain: &str) -> String {
+    explain.split("topology:\n").nth(1).unwrap().to_string()
+}
+
+async fn dsl(p: &Pipeline, sink: &CollectSink) -> (String, Vec<String>) {
+    let explain = p.explain().unwrap();
+    p.execute().unwrap().wait().await.unwrap();
+    (explain, rows(sink))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tumbling_window_aggregate() {
+    let source = source();
+    let (sql_explain, sql_rows) = sql(
+        &source,
+        "CREATE TABLE out (window_start TIMESTAMP(3), window_end TIMESTAMP(3), auction BIGINT, bids BIGINT, volume BIGINT) WITH ('connector' = 'twin')",
+        "INSERT INTO out SELECT window_start, window_end, auction, COUNT(*) AS bids, SUM(price) AS volume \
+         FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(ts), INTERVAL '5' SECOND)) WHERE price > 100 \
+         GROUP BY window_start, window_end, auction",
+    )
+    .await;
+    let sink = Arc::new(CollectSink::new());
+    let p = Pipeline::new().parallelism(2);
+    p.source("bid", source.clone())
+        .unwrap()
+        .event_time("ts", Duration::from_millis(100))
+        .unwrap()
+        .filter(col("price").gt(lit(100)))
+        .unwrap()
+        .key_by([col("auction")])
+        .window(Tumble::of(Duration::from_secs(5)))
+        .aggregate([count_all().alias("bids"), sum(col("price")).alias("volume")])
+        .unwrap()
+        .select([
+            col("window_start"),
+            col("window_end"),
+            col("auction"),
+            col("bids"),
+            col("volume"),
+        ])
+        .unwrap()
+        .sink("out", sink.clone())
+        .unwrap();
+    let (dsl_explain, dsl_rows) = dsl(&p, &sink).await;
+    assert!(!sql_rows.is_empty());
+    assert_eq!(dsl_rows, sql_rows);
+    assert_eq!(
+        topology(&dsl_explain),
+        topology(&sql_explain),
+        "DSL:\n{dsl_explain}\nSQL:\n{sql_explain}"
+    );
+}
