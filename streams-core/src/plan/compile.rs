@@ -67,6 +67,8 @@ pub fn optimize(plan: &LogicalPlan) -> Result<LogicalPlan> {
         // Merges the projections SQL planning stacks up and prunes columns nobody reads
         // (extension nodes say what they need through `necessary_children_exprs`).
         Arc::new(OptimizeProjections::new()),
+        Arc::new(super::prune::PruneStatefulInputs),
+        Arc::new(OptimizeProjections::new()),
     ];
     let plan = Optimizer::with_rules(rules).optimize(plan, &OptimizerContext::new(), |_, _| {})?;
     Ok(plan)

@@ -10,6 +10,7 @@ mod compile_keyed;
 mod custom;
 mod nodes;
 mod nodes_more;
+mod prune;
 mod retract;
 
 pub use builder::StreamPlanBuilder;
