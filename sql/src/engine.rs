@@ -108,6 +108,37 @@ impl SqlEngine {
         Ok(())
     }
 
+    /// The stream of table or view `name`, for a DSL pipeline to continue
+    /// (`Pipeline::stream`): a table's source with its computed columns and watermark, or a
+    /// view's plan, with columns qualified by `name`.
+    pub fn table(&self, name: &str) -> Result<LogicalPlan> {
+        let quoted = format!("SELECT * FROM \"{}\"", name.replace('"', "\"\""));
+        let mut statements = parse_script(&quoted)?;
+        match statements.pop() {
+            Some(StreamStatement::Sql(s, _)) => self.query(*s),
+            _ => Err(plan_err(format!("`{name}` is not a table name"))),
+        }
+    }
+
+    /// Makes `plan` (a DSL stream's, say) a view that SQL can query as `name`.
+    pub fn register_view(&mut self, name: &str, plan: LogicalPlan) -> Result<()> {
+        if self.catalog.tables.contains_key(name) || self.catalog.views.contains_key(name) {
+            return Err(plan_err(format!("`{name}` already exists")));
+        }
+        self.catalog.views.insert(name.to_string(), plan);
+        Ok(())
+    }
+
+    /// A scalar function SQL can call (built in or registered), to call from the DSL too.
+    pub fn udf(&self, name: &str) -> Result<Arc<ScalarUDF>> {
+        self.state.udf(name).map_err(df)
+    }
+
+    /// An aggregate function SQL can call, to use in the DSL too.
+    pub fn udaf(&self, name: &str) -> Result<Arc<AggregateUDF>> {
+        self.state.udaf(name).map_err(df)
+    }
+
     /// The catalog.
     pub fn catalog(&self) -> &Catalog {
         &self.catalog

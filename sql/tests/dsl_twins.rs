@@ -389,3 +389,98 @@ async fn union_and_branches() {
     assert!(!sql_twin.1.is_empty());
     assert_eq!(dsl_twin.1, sql_twin.1);
 }
+
+/// `twice(x)`: a Rust UDF registered once, called from SQL and from the DSL.
+fn twice() -> streams_core::datafusion::logical_expr::ScalarUDF {
+    use streams_core::datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
+    create_udf(
+        "twice",
+        vec![DataType::Int64],
+        DataType::Int64,
+        Volatility::Immutable,
+        Arc::new(|args: &[ColumnarValue]| {
+            let a = ColumnarValue::values_to_arrays(args)?;
+            let x = streams_core::arrow::array::AsArray::as_primitive::<
+                streams_core::arrow::datatypes::Int64Type,
+            >(&a[0]);
+            let out: Int64Array = x.iter().map(|v| v.map(|v| v * 2)).collect();
+            Ok(ColumnarValue::Array(Arc::new(out)))
+        }),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_catalog_and_one_set_of_functions() {
+    let source = source();
+    let sink = Arc::new(CollectSink::new());
+    let mut registry = ConnectorRegistry::new();
+    registry.register(Arc::new(Twin {
+        source: source.clone(),
+        sink: sink.clone(),
+    }));
+    let mut engine = SqlEngine::new(registry);
+    engine.register_udf(twice()).unwrap();
+    engine.execute(DDL).unwrap();
+    engine
+        .execute("CREATE TABLE out (auction BIGINT, bids BIGINT) WITH ('connector' = 'twin')")
+        .unwrap();
+
+    // The DSL reads the SQL table, calls the SQL session's UDF, and gives SQL a view.
+    let p = Pipeline::new().parallelism(2);
+    let dear = p
+        .stream(engine.table("bid").unwrap())
+        .filter(
+            engine
+                .udf("twice")
+                .unwrap()
+                .call(vec![col("price")])
+                .gt(lit(1000)),
+        )
+        .unwrap();
+    engine.register_view("dear", dear.plan().clone()).unwrap();
+    let dsl_sink = Arc::new(CollectSink::new());
+    dear.key_by([col("auction")])
+        .window(Tumble::of(Duration::from_secs(5)))
+        .aggregate([count_all().alias("bids")])
+        .unwrap()
+        .select([col("auction"), col("bids")])
+        .unwrap()
+        .sink("windows", dsl_sink.clone())
+        .unwrap();
+
+    let plans: Vec<_> = engine
+        .execute("INSERT INTO out SELECT auction, COUNT(*) FROM dear GROUP BY auction")
+        .unwrap()
+        .into_iter()
+        .filter_map(|o| match o {
+            Outcome::Insert(p) => Some(p),
+            _ => None,
+        })
+        .collect();
+    let graph = engine.compile(&plans).unwrap();
+    streams_core::runtime::launch(graph, &engine.config().runtime)
+        .unwrap()
+        .wait()
+        .await
+        .unwrap();
+    p.execute().unwrap().wait().await.unwrap();
+
+    // The view's rows, counted per auction, equal the DSL's windows summed per auction.
+    let per_auction: std::collections::BTreeMap<String, i64> = rows(&sink)
+        .iter()
+        .map(|l| {
+            let (a, n) = l.split_once(" | ").unwrap();
+            (a.to_string(), n.parse().unwrap())
+        })
+        .collect();
+    let mut summed = std::collections::BTreeMap::<String, i64>::new();
+    for l in rows(&dsl_sink) {
+        let (a, n) = l.split_once(" | ").unwrap();
+        *summed.entry(a.to_string()).or_default() += n.parse::<i64>().unwrap();
+    }
+    assert!(!per_auction.is_empty());
+    assert_eq!(per_auction, summed);
+    let total: i64 = summed.values().sum();
+    // Prices are 0..900, so twice(price) > 1000 keeps prices above 500.
+    assert!(total > 1_000 && total < 2_000, "{total}");
+}
