@@ -7,6 +7,8 @@
 //! `Source`, `Sink` and `Operator` traits and the [`connector`] registry that the binary fills.
 //!
 //! The pieces, upstream to downstream:
+//! - [`dsl`]: the Rust DSL ([`dsl::Pipeline`], [`dsl::Stream`]): fluent pipelines, typed steps
+//!   over serde structs, compiled through the same plan builder as SQL.
 //! - [`plan`]: the extension nodes ([`plan::StreamScan`], [`plan::WatermarkNode`],
 //!   [`plan::WindowAggregateNode`], [`plan::StreamJoinNode`], [`plan::SinkNode`]), a Rust builder
 //!   ([`plan::StreamPlanBuilder`]) and [`plan::compile`], which turns plans into a
@@ -16,7 +18,8 @@
 //!   [`runtime::JobHandle`] (wait, cancel, [`metrics`]).
 //! - [`Operator`], [`Source`], [`Sink`]: the small lifecycle traits operators and connectors
 //!   implement; [`ops`] holds the built-in operators (filter, projection, union, window
-//!   aggregates over DataFusion accumulators, window and interval joins).
+//!   aggregates over DataFusion accumulators, window, interval and regular joins, unbounded
+//!   aggregates and Top-N over update streams).
 //! - Event-time rules as plain functions and state machines: [`window`] (assignment, panes,
 //!   sessions, firing, lateness), [`time`] (watermarks per split, combination, idleness),
 //!   [`partition`] (key groups), [`checkpoint`] (when to checkpoint, barrier alignment).

@@ -211,3 +211,30 @@ fn typed_steps_refuse_update_streams_and_name_bad_types() {
     let err = p.from_iter("units", [Unit, Unit]).unwrap_err().to_string();
     assert!(err.contains("cannot derive columns"), "{err}");
 }
+
+#[derive(Deserialize, Debug, PartialEq)]
+struct PerKey {
+    small: i8,
+    count: i64,
+}
+
+#[tokio::test]
+async fn grouped_shortcuts_name_their_column() {
+    let p = Pipeline::new();
+    let counts = p
+        .from_iter("rows", rows(400))
+        .unwrap()
+        .filter(col("small").lt(streams_core::datafusion::prelude::lit(-45i8)))
+        .unwrap()
+        .key_by([col("small")])
+        .count()
+        .unwrap()
+        .collect::<PerKey>()
+        .unwrap();
+    p.execute().unwrap().wait().await.unwrap();
+    let mut got = counts.rows().unwrap();
+    got.sort_by_key(|r| r.small);
+    // small = i % 100 - 50: each of -50..-46 four times in 400 rows.
+    let want: Vec<PerKey> = (-50..-45).map(|small| PerKey { small, count: 4 }).collect();
+    assert_eq!(got, want);
+}

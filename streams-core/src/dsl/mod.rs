@@ -308,6 +308,6 @@ impl Stream {
 
     /// Prints the rows to standard output as tables, a batch at a time.
     pub fn print(self) -> Result<()> {
-        self.sink("print", Arc::new(PrintSink::default()))
+        self.sink("print", Arc::new(PrintSink))
     }
 }

@@ -224,6 +224,41 @@ impl WindowedStream {
     }
 }
 
+/// `count()`, `sum(c)`, `min(c)`, `max(c)`, `avg(c)`: one aggregate, named after itself, as
+/// RocketMQ Streams' grouped and window streams offer them.
+macro_rules! shortcuts {
+    ($t:ty) => {
+        impl $t {
+            /// Rows per group, as column `count`.
+            pub fn count(self) -> Result<Stream> {
+                self.aggregate([datafusion::functions_aggregate::count::count_all().alias("count")])
+            }
+            /// Sum of `column`, as column `sum`.
+            pub fn sum(self, column: &str) -> Result<Stream> {
+                use datafusion::functions_aggregate::expr_fn::sum;
+                self.aggregate([sum(datafusion::prelude::col(column)).alias("sum")])
+            }
+            /// Smallest `column`, as column `min`.
+            pub fn min(self, column: &str) -> Result<Stream> {
+                use datafusion::functions_aggregate::expr_fn::min;
+                self.aggregate([min(datafusion::prelude::col(column)).alias("min")])
+            }
+            /// Largest `column`, as column `max`.
+            pub fn max(self, column: &str) -> Result<Stream> {
+                use datafusion::functions_aggregate::expr_fn::max;
+                self.aggregate([max(datafusion::prelude::col(column)).alias("max")])
+            }
+            /// Mean of `column`, as column `avg`.
+            pub fn avg(self, column: &str) -> Result<Stream> {
+                use datafusion::functions_aggregate::expr_fn::avg;
+                self.aggregate([avg(datafusion::prelude::col(column)).alias("avg")])
+            }
+        }
+    };
+}
+shortcuts!(KeyedStream);
+shortcuts!(WindowedStream);
+
 /// Aggregates without their aliases, and the aliases. The plan node holds them unnamed and a
 /// projection names them, as SQL plans `SELECT agg AS name`, so both give the same operators.
 fn unaliased(aggregates: impl IntoIterator<Item = Expr>) -> (Vec<Expr>, Vec<Option<String>>) {

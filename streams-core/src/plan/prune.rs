@@ -3,8 +3,6 @@
 //! below extension nodes; without this rule a window over `SELECT *` would shuffle and keep
 //! every column, and the same job written in SQL or in the DSL would get different operators.
 
-use std::sync::Arc;
-
 use datafusion::common::tree_node::Transformed;
 use datafusion::common::{Column, Result as DfResult};
 use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder};
@@ -78,9 +76,7 @@ impl OptimizerRule for PruneStatefulInputs {
             .node
             .with_exprs_and_inputs(e.node.expressions(), new_inputs)?;
         Ok(Transformed::yes(LogicalPlan::Extension(
-            datafusion::logical_expr::Extension {
-                node: Arc::from(node),
-            },
+            datafusion::logical_expr::Extension { node },
         )))
     }
 }
