@@ -679,24 +679,44 @@ impl Rewriter<'_> {
             return Err(plan_err("ROW_NUMBER() for Top-N needs an ORDER BY"));
         }
         let input = self.streaming(window.input.as_ref().clone())?;
+        // The rank column takes the name the query filters it by (`rn`), not the window
+        // expression's; the Top-N only emits ranks within the limit, so the filter goes.
+        let rank = column.name.clone();
         let mut plan = StreamPlanBuilder::from_plan(input)
             .top_n(
                 params.partition_by.clone(),
                 params.order_by.clone(),
                 limit as usize,
-                &rank_name,
+                &rank,
             )?
             .build();
         for step in path.iter().rev() {
-            plan = step
-                .with_new_exprs(step.expressions(), vec![plan])
+            let exprs = step
+                .expressions()
+                .into_iter()
+                .map(|e| {
+                    let renamed = e
+                        .transform(|x| match &x {
+                            Expr::Column(c) if c.name == rank_name => Ok(Transformed::yes(
+                                Expr::Column(Column::new_unqualified(&rank)),
+                            )),
+                            _ => Ok(Transformed::no(x)),
+                        })
+                        .map(|t| t.data)?;
+                    Ok(match renamed {
+                        Expr::Alias(a)
+                            if a.name == rank
+                                && matches!(a.expr.as_ref(), Expr::Column(c) if c.name == rank) =>
+                        {
+                            *a.expr
+                        }
+                        other => other,
+                    })
+                })
+                .collect::<streams_core::datafusion::error::Result<Vec<_>>>()
                 .map_err(df)?;
+            plan = step.with_new_exprs(exprs, vec![plan]).map_err(df)?;
         }
-        let plan = LogicalPlanBuilder::from(plan)
-            .filter(f.predicate.clone())
-            .map_err(df)?
-            .build()
-            .map_err(df)?;
         Ok(Some(plan))
     }
 }

@@ -484,3 +484,52 @@ async fn one_catalog_and_one_set_of_functions() {
     // Prices are 0..900, so twice(price) > 1000 keeps prices above 500.
     assert!(total > 1_000 && total < 2_000, "{total}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regular_join_and_top_n() {
+    let source = source();
+    let sql_twin = sql(
+        &source,
+        "CREATE TABLE out (auction BIGINT, a BIGINT, b BIGINT) WITH ('connector' = 'twin')",
+        "INSERT INTO out SELECT l.auction, l.price, r.price FROM bid l JOIN bid r \
+         ON l.auction = r.auction AND l.price + 880 < r.price",
+    )
+    .await;
+    let sink = Arc::new(CollectSink::new());
+    let p = Pipeline::new().parallelism(2);
+    let left = bids(&p, &source).alias("l").unwrap();
+    let right = bids(&p, &source).alias("r").unwrap();
+    left.join(right)
+        .on(col("l.auction"), col("r.auction"))
+        .filter((col("l.price") + lit(880)).lt(col("r.price")))
+        .regular()
+        .unwrap()
+        .select([
+            col("l.auction"),
+            col("l.price").alias("a"),
+            col("r.price").alias("b"),
+        ])
+        .unwrap()
+        .sink("out", sink.clone())
+        .unwrap();
+    same(sql_twin, dsl(&p, &sink).await);
+
+    let sql_twin = sql(
+        &source,
+        "CREATE TABLE out (auction BIGINT, price BIGINT, rn BIGINT) WITH ('connector' = 'twin')",
+        "INSERT INTO out SELECT auction, price, rn FROM (SELECT auction, price, \
+         ROW_NUMBER() OVER (PARTITION BY auction ORDER BY price DESC) AS rn FROM bid) WHERE rn <= 3",
+    )
+    .await;
+    let sink = Arc::new(CollectSink::new());
+    let p = Pipeline::new().parallelism(2);
+    bids(&p, &source)
+        .key_by([col("auction")])
+        .top_n(vec![col("price").sort(false, true)], 3, "rn")
+        .unwrap()
+        .select([col("auction"), col("price"), col("rn")])
+        .unwrap()
+        .sink("out", sink.clone())
+        .unwrap();
+    same(sql_twin, dsl(&p, &sink).await);
+}

@@ -238,3 +238,33 @@ async fn grouped_shortcuts_name_their_column() {
     let want: Vec<PerKey> = (-50..-45).map(|small| PerKey { small, count: 4 }).collect();
     assert_eq!(got, want);
 }
+
+#[tokio::test]
+async fn a_running_job_stops_on_request() {
+    // One split that never ends: the job runs until stopped.
+    let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, false)]));
+    let source = MemorySource::new("forever", Arc::clone(&schema)).with_split(vec![
+        streams_core::testing::Step::Batch(
+            RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(vec![1, 2, 3]))]).unwrap(),
+        ),
+        streams_core::testing::Step::Pending,
+    ]);
+    let p = Pipeline::new();
+    let seen = Arc::new(AtomicI64::new(0));
+    let count = Arc::clone(&seen);
+    #[derive(Deserialize)]
+    struct V {
+        v: i64,
+    }
+    p.source("forever", Arc::new(source))
+        .unwrap()
+        .for_each(move |r: V| {
+            count.fetch_add(r.v, Ordering::Relaxed);
+        })
+        .unwrap();
+    let job = p.execute().unwrap();
+    while seen.load(Ordering::Relaxed) < 6 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    job.stop().await.unwrap();
+}

@@ -101,6 +101,42 @@ impl JoinBuilder {
 
     /// A left row joins the right rows at most `before` earlier and `after` later than itself
     /// (SQL: `l.ts BETWEEN r.ts - after AND r.ts + before`), as soon as both are there.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use streams_core::datafusion::prelude::col;
+    /// # use streams_core::dsl::Pipeline;
+    /// #[derive(serde::Serialize, serde::Deserialize)]
+    /// struct Order { id: i64, ts: i64 }
+    /// #[derive(serde::Serialize, serde::Deserialize)]
+    /// struct Payment { order: i64, paid_at: i64 }
+    /// #[derive(serde::Deserialize)]
+    /// struct Paid { id: i64, paid_at: i64 }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> streams_core::Result<()> {
+    /// let p = Pipeline::new();
+    /// let orders = p.from_iter("orders", (0..10).map(|i| Order { id: i, ts: i * 1_000 }))?
+    ///     .event_time("ts", Duration::ZERO)?;
+    /// // Order 3 is paid after 2 minutes: too late for a 1-minute deadline.
+    /// let payments = p
+    ///     .from_iter("payments", (0..10).map(|i| Payment {
+    ///         order: i,
+    ///         paid_at: i * 1_000 + if i == 3 { 120_000 } else { 30_000 },
+    ///     }))?
+    ///     .event_time("paid_at", Duration::ZERO)?;
+    /// let paid = orders
+    ///     .join(payments)
+    ///     .on(col("id"), col("order"))
+    ///     .within(Duration::ZERO, Duration::from_secs(60))?
+    ///     .select([col("id"), col("paid_at")])?
+    ///     .collect::<Paid>()?;
+    /// p.execute()?.wait().await?;
+    /// let mut ids: Vec<i64> = paid.rows()?.iter().map(|r| r.id).collect();
+    /// ids.sort();
+    /// assert_eq!(ids, [0, 1, 2, 4, 5, 6, 7, 8, 9]);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn within(self, before: Duration, after: Duration) -> Result<Stream> {
         let times = self.times()?;
         let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);

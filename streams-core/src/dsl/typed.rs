@@ -152,6 +152,29 @@ impl Stream {
     }
 
     /// Each row as an `In`, through `f`, as an `Out`: the columns become `Out`'s.
+    ///
+    /// ```
+    /// # use streams_core::dsl::Pipeline;
+    /// #[derive(serde::Serialize, serde::Deserialize)]
+    /// struct Line { text: String }
+    /// #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+    /// struct Stats { text: String, words: i64, shout: bool }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> streams_core::Result<()> {
+    /// let p = Pipeline::new();
+    /// let stats = p
+    ///     .from_iter("lines", [Line { text: "hello stream world".into() }])?
+    ///     .map(|l: Line| Stats {
+    ///         words: l.text.split_whitespace().count() as i64,
+    ///         shout: l.text.ends_with('!'),
+    ///         text: l.text,
+    ///     })?
+    ///     .collect::<Stats>()?;
+    /// p.execute()?.wait().await?;
+    /// assert_eq!(stats.rows()?[0].words, 3);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn map<In, Out>(self, f: impl Fn(In) -> Out + Send + Sync + 'static) -> Result<Stream>
     where
         In: DeserializeOwned,

@@ -136,6 +136,30 @@ impl KeyedStream {
 
     /// Aggregates per key, updated as rows arrive: an update stream (as SQL's `GROUP BY`
     /// without a window), whose columns are the keys then the aggregates.
+    ///
+    /// ```
+    /// # use streams_core::datafusion::functions_aggregate::expr_fn::max;
+    /// # use streams_core::datafusion::prelude::col;
+    /// # use streams_core::dsl::Pipeline;
+    /// #[derive(serde::Serialize, serde::Deserialize)]
+    /// struct Bid { auction: i64, price: i64 }
+    /// #[derive(serde::Deserialize)]
+    /// struct Top { auction: i64, top: i64 }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> streams_core::Result<()> {
+    /// let p = Pipeline::new();
+    /// let tops = p
+    ///     .from_iter("bids", (0..100).map(|i| Bid { auction: i % 4, price: i }))?
+    ///     .key_by([col("auction")])
+    ///     .aggregate([max(col("price")).alias("top")])?
+    ///     .collect::<Top>()?; // the update stream, applied
+    /// p.execute()?.wait().await?;
+    /// let mut tops: Vec<(i64, i64)> = tops.rows()?.iter().map(|t| (t.auction, t.top)).collect();
+    /// tops.sort();
+    /// assert_eq!(tops, [(0, 96), (1, 97), (2, 98), (3, 99)]);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn aggregate(self, aggregates: impl IntoIterator<Item = Expr>) -> Result<Stream> {
         let (aggregates, names) = unaliased(aggregates);
         let plan = self

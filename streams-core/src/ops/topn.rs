@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, Int8Array, RecordBatch, UInt64Array};
+use datafusion::arrow::array::{ArrayRef, Int8Array, Int64Array, RecordBatch};
 use datafusion::arrow::compute::SortOptions;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::row::{RowConverter, SortField};
@@ -27,7 +27,7 @@ pub struct TopNConfig {
     pub limit: usize,
     /// The input's schema.
     pub input_schema: SchemaRef,
-    /// Input columns, the rank (`UInt64`), the change column.
+    /// Input columns, the rank (`BIGINT`, as Flink's `ROW_NUMBER`), the change column.
     pub output_schema: SchemaRef,
 }
 
@@ -155,8 +155,10 @@ impl Operator for TopN {
         let mut columns = self
             .rows
             .convert_rows(changes.iter().map(|(r, _, _)| parser.parse(r)))?;
-        columns.push(Arc::new(UInt64Array::from_iter_values(
-            changes.iter().map(|c| c.1),
+        columns.push(Arc::new(Int64Array::from_iter_values(
+            changes
+                .iter()
+                .map(|c| i64::try_from(c.1).unwrap_or(i64::MAX)),
         )));
         columns.push(Arc::new(Int8Array::from_iter_values(
             changes.iter().map(|c| c.2),

@@ -409,7 +409,7 @@ impl StreamPlanBuilder {
             .iter()
             .map(|(q, f)| (q.cloned(), Arc::clone(f)))
             .collect();
-        fields.push((None, Arc::new(Field::new(rank, DataType::UInt64, false))));
+        fields.push((None, Arc::new(Field::new(rank, DataType::Int64, false))));
         fields.push(change_column());
         let schema = DFSchema::new_with_metadata(fields, Default::default())?;
         Ok(StreamPlanBuilder {

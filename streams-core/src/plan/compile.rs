@@ -377,7 +377,7 @@ impl Compiler<'_> {
                 let predicate = physical(&f.predicate, &f.input)?;
                 let node = self.graph.add_stateless(
                     "filter",
-                    &unqualified(&f.predicate).to_string(),
+                    &unqualified(&f.predicate).unalias_nested().data.to_string(),
                     Arc::new(Cloning(Filter::new(predicate))),
                     input.parallelism,
                 );

@@ -108,7 +108,8 @@ impl UserDefinedLogicalNodeCore for StreamJoinNode {
         }
         write!(f, "]")?;
         if let Some(e) = &self.filter {
-            write!(f, " filter {e}")?;
+            // Type coercion names the rewritten condition after the original: not worth showing.
+            write!(f, " filter {}", e.clone().unalias_nested().data)?;
         }
         Ok(())
     }

@@ -217,6 +217,16 @@ impl JobHandle {
         self.cancel.cancel();
     }
 
+    /// Stops the job and waits for its tasks to end; a stop asked for is not an error.
+    /// (Without checkpoints yet, what was in flight is dropped.)
+    pub async fn stop(self) -> Result<()> {
+        self.cancel();
+        match self.wait().await {
+            Err(Error::Cancelled) | Ok(()) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Waits until every task has finished. Returns the first error; on an error every other
     /// task is cancelled.
     pub async fn wait(mut self) -> Result<()> {
