@@ -92,11 +92,44 @@ impl JoinBuilder {
         Ok(self.left.next(plan))
     }
 
-    /// Rows of both sides in the same window join when it fires. Columns: `window_start`,
-    /// `window_end`, the left columns, the right columns.
-    pub fn window(self, window: impl Into<WindowSpec>) -> Result<Stream> {
-        let times = self.times()?;
-        self.build(StreamJoinKind::Window(window.into()), times)
+    /// Rows of both sides in the same window join when it fires. Each side's rows get their
+    /// windows first (`window_start`, `window_end`, `window_time` after its columns), as
+    /// Flink's SQL writes a window join over two window functions, and the plan is the one
+    /// that SQL gets. Columns: the left side's, then the right side's.
+    pub fn window(mut self, window: impl Into<WindowSpec>) -> Result<Stream> {
+        let window = window.into();
+        if matches!(window, WindowSpec::Session { .. }) {
+            return Err(Error::plan(
+                "a window join needs TUMBLE, HOP or CUMULATE windows",
+            ));
+        }
+        let (lt, rt) = self.times()?;
+        let assign = |s: &Stream, time: &str| -> Result<datafusion::logical_expr::LogicalPlan> {
+            Ok(StreamPlanBuilder::from_plan(s.plan.clone())
+                .window_assign(window, time)?
+                .build())
+        };
+        let (left, right) = (assign(&self.left, &lt)?, assign(&self.right, &rt)?);
+        let column = |plan: &datafusion::logical_expr::LogicalPlan, name: &str| {
+            plan.schema()
+                .index_of_column_by_name(None, name)
+                .map(|i| {
+                    Expr::Column(datafusion::common::Column::from(
+                        plan.schema().qualified_field(i),
+                    ))
+                })
+                .ok_or_else(|| Error::Internal(format!("no {name} after window assignment")))
+        };
+        self.on.push((
+            column(&left, "window_start")?,
+            column(&right, "window_start")?,
+        ));
+        self.left = self.left.next(left);
+        self.right = self.right.next(right);
+        self.build(
+            StreamJoinKind::Windowed,
+            ("window_end".to_string(), "window_end".to_string()),
+        )
     }
 
     /// A left row joins the right rows at most `before` earlier and `after` later than itself

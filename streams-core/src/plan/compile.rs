@@ -461,15 +461,17 @@ impl Compiler<'_> {
             interval: self.config.watermark_interval,
             ..WatermarkSpec::default()
         };
-        let mut detail = scan.name.clone();
+        // The table the source reads (the scan's own name may be a query's alias for it).
+        let table = source.name().to_string();
+        let mut detail = table.clone();
         let watermarked = wm.is_some();
         if let Some((wm, time)) = wm {
             spec.time = Some(time);
             spec.out_of_orderness = wm.out_of_orderness;
             spec.idle_timeout = wm.idle_timeout;
             detail = format!(
-                "{} (watermark {} - {:?})",
-                scan.name, wm.column, wm.out_of_orderness
+                "{table} (watermark {} - {:?})",
+                wm.column, wm.out_of_orderness
             );
         }
         let node = self
