@@ -1,0 +1,257 @@
+//! Checkpoint storage in a local directory: `chk-<id>/` holds a RocksDB checkpoint of the
+//! store (SST files hard-linked, so a checkpoint costs only what changed), the caller's
+//! metadata (source offsets, plan fingerprint), and last `MANIFEST.json`, which lists every
+//! file with its size and CRC32C. A directory without a manifest is an unfinished checkpoint;
+//! one whose files do not match it is damaged. Restore takes the newest checkpoint that
+//! verifies, falling back past damaged ones with a warning.
+
+use std::fs::{self, File};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result, io};
+use crate::store::StateStore;
+
+const MANIFEST: &str = "MANIFEST.json";
+const METADATA: &str = "metadata.bin";
+const FORMAT_VERSION: u32 = 1;
+
+/// What a complete checkpoint holds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// On-disk format version.
+    pub version: u32,
+    /// Checkpoint id (increasing).
+    pub id: u64,
+    /// Every file of the checkpoint but the manifest.
+    pub files: Vec<FileEntry>,
+}
+
+/// One file of a checkpoint.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    /// Name within the checkpoint directory.
+    pub name: String,
+    /// Length in bytes.
+    pub size: u64,
+    /// CRC32C of the contents.
+    pub crc32c: u32,
+}
+
+impl Manifest {
+    /// Total bytes of the checkpoint's files.
+    pub fn bytes(&self) -> u64 {
+        self.files.iter().map(|f| f.size).sum()
+    }
+}
+
+/// The checkpoints of one operator subtask, under one directory.
+#[derive(Debug, Clone)]
+pub struct Checkpoints {
+    root: PathBuf,
+    retain: usize,
+}
+
+fn crc_of(path: &Path) -> Result<(u64, u32)> {
+    let mut f = File::open(path).map_err(io(path))?;
+    let mut crc = 0u32;
+    let mut size = 0u64;
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = f.read(&mut buf).map_err(io(path))?;
+        if n == 0 {
+            return Ok((size, crc));
+        }
+        crc = crc32c::crc32c_append(crc, &buf[..n]);
+        size += n as u64;
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut f = File::create(path).map_err(io(path))?;
+    f.write_all(bytes).map_err(io(path))?;
+    f.sync_all().map_err(io(path))
+}
+
+impl Checkpoints {
+    /// Checkpoints under `root`, keeping the newest `retain` (at least one).
+    pub fn new(root: impl Into<PathBuf>, retain: usize) -> Self {
+        Checkpoints {
+            root: root.into(),
+            retain: retain.max(1),
+        }
+    }
+
+    fn dir(&self, id: u64) -> PathBuf {
+        self.root.join(format!("chk-{id:020}"))
+    }
+
+    /// Takes checkpoint `id` of `store` with `metadata`, durably: everything is written and
+    /// synced under a temporary name, then renamed into place. Older checkpoints beyond the
+    /// retained number are deleted afterwards.
+    pub fn take(&self, id: u64, store: &StateStore, metadata: &[u8]) -> Result<Manifest> {
+        fs::create_dir_all(&self.root).map_err(io(&self.root))?;
+        let tmp = self.root.join(format!("tmp-{id:020}"));
+        if tmp.exists() {
+            fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
+        }
+        store.checkpoint_into(&tmp)?;
+        write_synced(&tmp.join(METADATA), metadata)?;
+        let mut files = Vec::new();
+        for entry in fs::read_dir(&tmp).map_err(io(&tmp))? {
+            let entry = entry.map_err(io(&tmp))?;
+            let path = entry.path();
+            // Hard-linked SSTs are already durable; the rest was just written.
+            File::open(&path)
+                .and_then(|f| f.sync_all())
+                .map_err(io(&path))?;
+            let (size, crc32c) = crc_of(&path)?;
+            files.push(FileEntry {
+                name: entry.file_name().to_string_lossy().into_owned(),
+                size,
+                crc32c,
+            });
+        }
+        files.sort_by(|a, b| a.name.cmp(&b.name));
+        let manifest = Manifest {
+            version: FORMAT_VERSION,
+            id,
+            files,
+        };
+        let text = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Corrupt {
+            path: tmp.clone(),
+            reason: format!("manifest: {e}"),
+        })?;
+        write_synced(&tmp.join(MANIFEST), &text)?;
+        sync_dir(&tmp)?;
+        let dir = self.dir(id);
+        if dir.exists() {
+            fs::remove_dir_all(&dir).map_err(io(&dir))?;
+        }
+        fs::rename(&tmp, &dir).map_err(io(&dir))?;
+        sync_dir(&self.root)?;
+        self.prune()?;
+        Ok(manifest)
+    }
+
+    /// Ids of the checkpoints that finished (have a manifest), oldest first.
+    pub fn list(&self) -> Result<Vec<u64>> {
+        let mut ids = Vec::new();
+        let entries = match fs::read_dir(&self.root) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ids),
+            Err(e) => return Err(io(&self.root)(e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(io(&self.root))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(id) = name
+                .strip_prefix("chk-")
+                .and_then(|n| n.parse::<u64>().ok())
+                && entry.path().join(MANIFEST).exists()
+            {
+                ids.push(id);
+            }
+        }
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
+    fn prune(&self) -> Result<()> {
+        let ids = self.list()?;
+        let keep_from = ids.len().saturating_sub(self.retain);
+        for id in &ids[..keep_from] {
+            let dir = self.dir(*id);
+            fs::remove_dir_all(&dir).map_err(io(&dir))?;
+        }
+        Ok(())
+    }
+
+    /// Checks checkpoint `id` against its manifest; returns the manifest if every file is
+    /// there with its size and CRC.
+    pub fn verify(&self, id: u64) -> Result<Manifest> {
+        let dir = self.dir(id);
+        let corrupt = |reason: String| Error::Corrupt {
+            path: dir.clone(),
+            reason,
+        };
+        let text = fs::read(dir.join(MANIFEST)).map_err(|e| corrupt(format!("manifest: {e}")))?;
+        let manifest: Manifest =
+            serde_json::from_slice(&text).map_err(|e| corrupt(format!("manifest: {e}")))?;
+        if manifest.version != FORMAT_VERSION {
+            return Err(corrupt(format!(
+                "format version {} (this build reads {FORMAT_VERSION})",
+                manifest.version
+            )));
+        }
+        if manifest.id != id {
+            return Err(corrupt(format!("manifest says checkpoint {}", manifest.id)));
+        }
+        for f in &manifest.files {
+            let path = dir.join(&f.name);
+            let (size, crc) = crc_of(&path).map_err(|e| corrupt(e.to_string()))?;
+            if size != f.size || crc != f.crc32c {
+                return Err(corrupt(format!(
+                    "{} has {size} bytes with CRC {crc:08x}, the manifest says {} bytes with {:08x}",
+                    f.name, f.size, f.crc32c
+                )));
+            }
+        }
+        Ok(manifest)
+    }
+
+    /// The newest checkpoint that verifies; damaged ones are skipped with a warning.
+    pub fn latest(&self) -> Result<Option<Manifest>> {
+        for id in self.list()?.into_iter().rev() {
+            match self.verify(id) {
+                Ok(m) => return Ok(Some(m)),
+                Err(e) => tracing::warn!("skipping checkpoint {id}: {e}"),
+            }
+        }
+        Ok(None)
+    }
+
+    /// The metadata stored with checkpoint `id`.
+    pub fn metadata(&self, id: u64) -> Result<Vec<u8>> {
+        let path = self.dir(id).join(METADATA);
+        fs::read(&path).map_err(io(&path))
+    }
+
+    /// Restores the newest usable checkpoint into `into` (replacing what is there) and opens
+    /// it; its manifest says which one it was. Fails if none is usable.
+    pub fn restore_latest(&self, into: &Path) -> Result<(StateStore, Manifest)> {
+        let manifest = self
+            .latest()?
+            .ok_or_else(|| Error::NoCheckpoint(self.root.clone()))?;
+        let store = self.restore(&manifest, into)?;
+        Ok((store, manifest))
+    }
+
+    /// Restores checkpoint `manifest.id` into `into` and opens it. SST files are immutable and
+    /// are hard-linked when possible; the files RocksDB rewrites are copied.
+    pub fn restore(&self, manifest: &Manifest, into: &Path) -> Result<StateStore> {
+        let dir = self.dir(manifest.id);
+        if into.exists() {
+            fs::remove_dir_all(into).map_err(io(into))?;
+        }
+        fs::create_dir_all(into).map_err(io(into))?;
+        for f in &manifest.files {
+            if f.name == METADATA {
+                continue;
+            }
+            let (from, to) = (dir.join(&f.name), into.join(&f.name));
+            let linked = f.name.ends_with(".sst") && fs::hard_link(&from, &to).is_ok();
+            if !linked {
+                fs::copy(&from, &to).map_err(io(&to))?;
+            }
+        }
+        sync_dir(into)?;
+        StateStore::open(into)
+    }
+}
