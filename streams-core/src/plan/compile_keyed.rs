@@ -45,34 +45,11 @@ impl Compiler<'_> {
             column(ls, &j.left_time, "left")?,
             column(rs, &j.right_time, "right")?,
         );
-        let (left_keys, right_keys) = join_keys(j)?;
         let window_columns = usize::from(matches!(j.kind, StreamJoinKind::Window(_))) * 2;
         let out = Arc::new(j.schema.as_arrow().clone());
-        let joined_fields = out.fields()[window_columns..].to_vec();
-        let joined_df = datafusion::common::DFSchema::new_with_metadata(
-            j.schema
-                .iter()
-                .skip(window_columns)
-                .map(|(q, f)| (q.cloned(), Arc::clone(f)))
-                .collect(),
-            Default::default(),
-        )?;
-        let filter = match &j.filter {
-            Some(f) => Some(create_physical_expr(
-                f,
-                &joined_df,
-                &ExecutionProps::new(),
-                &PhysicalPlanningContext::default(),
-            )?),
-            None => None,
-        };
-        let spec = JoinSpec {
-            left_keys: left_keys.clone(),
-            right_keys: right_keys.clone(),
-            filter,
-            join_type: j.join_type,
-            joined_schema: Arc::new(Schema::new(joined_fields)),
-        };
+        let spec = join_spec(j, window_columns..out.fields().len())?;
+        let left_keys = spec.left_keys.clone();
+        let right_keys = spec.right_keys.clone();
         let input_schemas = [
             Arc::new(ls.as_arrow().clone()),
             Arc::new(rs.as_arrow().clone()),
@@ -143,34 +120,12 @@ impl Compiler<'_> {
     fn regular_join(&mut self, j: &StreamJoinNode) -> Result<Stream> {
         let left = self.node(&j.left)?;
         let right = self.node(&j.right)?;
-        let (left_keys, right_keys) = join_keys(j)?;
         let out = Arc::new(j.schema.as_arrow().clone());
         let width = out.fields().len() - usize::from(is_update_stream(&out));
-        let joined_df = datafusion::common::DFSchema::new_with_metadata(
-            j.schema
-                .iter()
-                .take(width)
-                .map(|(q, f)| (q.cloned(), Arc::clone(f)))
-                .collect(),
-            Default::default(),
-        )?;
-        let filter = match &j.filter {
-            Some(f) => Some(create_physical_expr(
-                f,
-                &joined_df,
-                &ExecutionProps::new(),
-                &PhysicalPlanningContext::default(),
-            )?),
-            None => None,
-        };
+        let join = join_spec(j, 0..width)?;
+        let (left_keys, right_keys) = (join.left_keys.clone(), join.right_keys.clone());
         let config = RegularJoinConfig {
-            join: JoinSpec {
-                left_keys: left_keys.clone(),
-                right_keys: right_keys.clone(),
-                filter,
-                join_type: j.join_type,
-                joined_schema: Arc::new(Schema::new(out.fields()[..width].to_vec())),
-            },
+            join,
             outer: j.join_type.outer(),
             input_schemas: [
                 Arc::new(j.left.schema().as_arrow().clone()),
@@ -254,6 +209,42 @@ impl Compiler<'_> {
 }
 
 type KeyExprs = Vec<Arc<dyn datafusion::physical_expr::PhysicalExpr>>;
+
+/// Keys, residual condition and joined columns of a join, whose joined row is `columns` of
+/// the node's output (window columns and the change column are not part of it).
+fn join_spec(j: &StreamJoinNode, columns: std::ops::Range<usize>) -> Result<JoinSpec> {
+    let (left_keys, right_keys) = join_keys(j)?;
+    let fields: Vec<_> = j
+        .schema
+        .iter()
+        .skip(columns.start)
+        .take(columns.len())
+        .map(|(q, f)| (q.cloned(), Arc::clone(f)))
+        .collect();
+    let joined_schema = Arc::new(Schema::new(
+        fields
+            .iter()
+            .map(|(_, f)| Arc::clone(f))
+            .collect::<Vec<_>>(),
+    ));
+    let joined = datafusion::common::DFSchema::new_with_metadata(fields, Default::default())?;
+    let filter = match &j.filter {
+        Some(f) => Some(create_physical_expr(
+            f,
+            &joined,
+            &ExecutionProps::new(),
+            &PhysicalPlanningContext::default(),
+        )?),
+        None => None,
+    };
+    Ok(JoinSpec {
+        left_keys,
+        right_keys,
+        filter,
+        join_type: j.join_type,
+        joined_schema,
+    })
+}
 
 /// Physical key expressions of each side, which must have equal types.
 fn join_keys(j: &StreamJoinNode) -> Result<(KeyExprs, KeyExprs)> {
