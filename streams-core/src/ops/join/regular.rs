@@ -170,42 +170,48 @@ impl RegularJoin {
         let (outer_this, outer_other) = (self.config.outer[s], self.config.outer[o]);
         for r in 0..n {
             let retract = retracting[r];
-            let pairs: Vec<usize> = (cand_start[r]..cand_start[r + 1])
-                .filter(|c| kept[*c])
-                .collect();
-            if keys.is_valid(r) {
-                let key: Box<[u8]> = keys.rows.row(r).as_ref().into();
+            let pairs = (cand_start[r]..cand_start[r + 1]).filter(|c| kept[*c]);
+            let matched = pairs.clone().count();
+            // Keys are looked up as borrowed bytes; only a key seen for the first time is
+            // copied into the index.
+            let key = keys.is_valid(r).then(|| keys.rows.row(r));
+            if let Some(key) = &key {
+                let key = key.as_ref();
                 if retract {
-                    let Some(found) = self.find(s, &key, full_rows.as_ref(), (b, r)) else {
+                    let Some(found) = self.find(s, key, full_rows.as_ref(), (b, r)) else {
                         // Retracting a row never seen (e.g. before a restart): nothing joined it.
                         continue;
                     };
-                    if let Some(list) = self.sides[s].index.get_mut(&key) {
+                    if let Some(list) = self.sides[s].index.get_mut(key) {
                         list.swap_remove(found);
                     }
                 } else {
-                    self.sides[s].index.entry(key).or_default().push(Entry {
+                    let entry = Entry {
                         batch: b,
                         row: r as u32,
-                        matches: pairs.len() as u32,
-                    });
+                        matches: matched as u32,
+                    };
+                    match self.sides[s].index.get_mut(key) {
+                        Some(list) => list.push(entry),
+                        None => {
+                            self.sides[s].index.insert(key.into(), vec![entry]);
+                        }
+                    }
                 }
             }
             let op = if retract { DELETE } else { INSERT };
-            if pairs.is_empty() && outer_this {
+            if matched == 0 && outer_this {
                 emits.push(Emit {
                     this: Some(r as u32),
                     other: None,
                     op,
                 });
             }
-            let other_key: Option<Box<[u8]>> =
-                (!pairs.is_empty() && keys.is_valid(r)).then(|| keys.rows.row(r).as_ref().into());
             for c in pairs {
                 let pos = cand_pos[c];
                 let other = cand_other[c];
-                if outer_other && let Some(k) = &other_key {
-                    let list = self.sides[o].index.get_mut(k);
+                if outer_other && let Some(k) = &key {
+                    let list = self.sides[o].index.get_mut(k.as_ref());
                     if let Some(e) = list.and_then(|l| l.get_mut(pos)) {
                         let before = e.matches;
                         e.matches = if retract {
