@@ -219,6 +219,26 @@ fn same(sql: (String, Vec<String>), dsl: (String, Vec<String>)) {
     );
 }
 
+/// `bid` joined with itself, as `l` and `r`, on the auction.
+fn self_join(p: &Pipeline, source: &Arc<MemorySource>) -> streams_core::dsl::JoinBuilder {
+    let left = bids(p, source).alias("l").unwrap();
+    let right = bids(p, source).alias("r").unwrap();
+    left.join(right).on(col("l.auction"), col("r.auction"))
+}
+
+/// Writes a self-join's `l.auction, l.price AS a, r.price AS b` to `sink`.
+fn pairs_into(joined: streams_core::dsl::Stream, sink: &Arc<CollectSink>) {
+    joined
+        .select([
+            col("l.auction"),
+            col("l.price").alias("a"),
+            col("r.price").alias("b"),
+        ])
+        .unwrap()
+        .sink("out", sink.clone())
+        .unwrap();
+}
+
 fn bids(p: &Pipeline, source: &Arc<MemorySource>) -> streams_core::dsl::Stream {
     p.source("bid", source.clone())
         .unwrap()
@@ -313,21 +333,11 @@ async fn interval_and_window_joins() {
     .await;
     let sink = Arc::new(CollectSink::new());
     let p = Pipeline::new().parallelism(2);
-    let left = bids(&p, &source).alias("l").unwrap();
-    let right = bids(&p, &source).alias("r").unwrap();
-    left.join(right)
-        .on(col("l.auction"), col("r.auction"))
+    let joined = self_join(&p, &source)
         .filter(col("l.price").lt(col("r.price")))
         .within(Duration::ZERO, Duration::from_millis(30))
-        .unwrap()
-        .select([
-            col("l.auction"),
-            col("l.price").alias("a"),
-            col("r.price").alias("b"),
-        ])
-        .unwrap()
-        .sink("out", sink.clone())
         .unwrap();
+    pairs_into(joined, &sink);
     same(sql_twin, dsl(&p, &sink).await);
 
     let sql_twin = sql(
@@ -342,21 +352,11 @@ async fn interval_and_window_joins() {
     .await;
     let sink = Arc::new(CollectSink::new());
     let p = Pipeline::new().parallelism(2);
-    let left = bids(&p, &source).alias("l").unwrap();
-    let right = bids(&p, &source).alias("r").unwrap();
-    left.join(right)
-        .on(col("l.auction"), col("r.auction"))
+    let joined = self_join(&p, &source)
         .filter((col("l.price") + lit(850i64)).lt(col("r.price")))
         .window(Tumble::of(Duration::from_secs(1)))
-        .unwrap()
-        .select([
-            col("l.auction"),
-            col("l.price").alias("a"),
-            col("r.price").alias("b"),
-        ])
-        .unwrap()
-        .sink("out", sink.clone())
         .unwrap();
+    pairs_into(joined, &sink);
     same(sql_twin, dsl(&p, &sink).await);
 }
 
@@ -499,21 +499,11 @@ async fn regular_join_and_top_n() {
     .await;
     let sink = Arc::new(CollectSink::new());
     let p = Pipeline::new().parallelism(2);
-    let left = bids(&p, &source).alias("l").unwrap();
-    let right = bids(&p, &source).alias("r").unwrap();
-    left.join(right)
-        .on(col("l.auction"), col("r.auction"))
+    let joined = self_join(&p, &source)
         .filter((col("l.price") + lit(880i64)).lt(col("r.price")))
         .regular()
-        .unwrap()
-        .select([
-            col("l.auction"),
-            col("l.price").alias("a"),
-            col("r.price").alias("b"),
-        ])
-        .unwrap()
-        .sink("out", sink.clone())
         .unwrap();
+    pairs_into(joined, &sink);
     same(sql_twin, dsl(&p, &sink).await);
 
     let sql_twin = sql(
