@@ -26,6 +26,13 @@ pub enum Error {
     /// Arrow failed on a batch (a cast, a kernel).
     #[error(transparent)]
     Arrow(#[from] ArrowError),
+    /// A checkpoint or savepoint holds state this job cannot read: another query wrote it, or
+    /// it is damaged. The message says which state and what differs.
+    #[error("incompatible state: {0}")]
+    IncompatibleState(String),
+    /// Checkpoint storage failed (disk, RocksDB).
+    #[error("checkpoint storage: {0}")]
+    Storage(String),
     /// The job was cancelled before it finished.
     #[error("job cancelled")]
     Cancelled,
@@ -43,7 +50,10 @@ impl Error {
     /// Adds where an error happened, unless it already says.
     pub fn context(self, context: impl Into<String>) -> Self {
         match self {
-            Error::Execution { .. } | Error::Cancelled | Error::Plan(_) => self,
+            Error::Execution { .. }
+            | Error::Cancelled
+            | Error::Plan(_)
+            | Error::IncompatibleState(_) => self,
             other => Error::Execution {
                 context: context.into(),
                 message: other.to_string(),

@@ -90,6 +90,7 @@ pub mod plan;
 pub mod runtime;
 pub mod sink;
 pub mod source;
+pub mod state;
 pub mod testing;
 pub mod time;
 pub mod topology;

@@ -10,6 +10,7 @@ use crate::Result;
 use crate::checkpoint::CheckpointId;
 use crate::message::Barrier;
 use crate::metrics::OperatorMetrics;
+use crate::state::OperatorState;
 
 /// Where an operator subtask runs, handed to [`Operator::start`].
 #[derive(Clone, Debug)]
@@ -120,10 +121,21 @@ pub trait Operator: Send + Debug {
         Ok(())
     }
 
-    /// Every input delivered the barrier of this checkpoint: snapshot state. Nothing else is
-    /// called until this returns.
-    fn checkpoint(&mut self, _barrier: &Barrier) -> Result<()> {
-        Ok(())
+    /// Every input delivered the barrier of this checkpoint: return the state to keep with it
+    /// (`None`: this operator keeps no state). Nothing else is called until this returns. The
+    /// operator goes on with its state unchanged.
+    fn checkpoint(&mut self, _barrier: &Barrier) -> Result<Option<OperatorState>> {
+        Ok(None)
+    }
+
+    /// The job resumes from a checkpoint holding `state` for this subtask (what
+    /// [`Operator::checkpoint`] returned then). Called once, before `start`. State of another
+    /// shape (the query changed) must fail with [`crate::Error::IncompatibleState`].
+    fn restore(&mut self, _state: OperatorState) -> Result<()> {
+        Err(crate::Error::IncompatibleState(
+            "the checkpoint holds state for an operator that keeps none; was the query changed?"
+                .into(),
+        ))
     }
 
     /// The checkpoint completed on every task (its snapshot is durable).

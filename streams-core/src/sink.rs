@@ -10,6 +10,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 
 use crate::Result;
 use crate::checkpoint::CheckpointId;
+use crate::state::OperatorState;
 
 /// Where a sink subtask runs.
 #[derive(Clone, Debug)]
@@ -41,9 +42,28 @@ pub trait Sink: Send + Debug {
     }
 
     /// The barrier of `checkpoint` arrived: make everything written so far durable but not yet
-    /// visible (flush a transaction, stage a file).
-    async fn pre_commit(&mut self, _checkpoint: CheckpointId) -> Result<()> {
-        Ok(())
+    /// visible (flush a transaction, stage a file), and return what must be kept with the
+    /// checkpoint to commit it after a crash (staged rows, a transaction id); `None` if nothing.
+    async fn pre_commit(&mut self, _checkpoint: CheckpointId) -> Result<Option<OperatorState>> {
+        Ok(None)
+    }
+
+    /// The job resumes from checkpoint `checkpoint`, in which this subtask's pre-commit state
+    /// was `state`. Called once, before `start`; the runtime then calls
+    /// [`Sink::commit`]`(checkpoint)`, since the crash may have come before the commit.
+    async fn restore(
+        &mut self,
+        _checkpoint: CheckpointId,
+        state: Option<OperatorState>,
+    ) -> Result<()> {
+        match state {
+            None => Ok(()),
+            Some(_) => Err(crate::Error::IncompatibleState(
+                "the checkpoint holds pre-committed data for a sink that keeps none; \
+                 was the query changed?"
+                    .into(),
+            )),
+        }
     }
 
     /// The checkpoint completed on every task: make its writes visible. Must be idempotent,

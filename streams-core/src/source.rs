@@ -69,6 +69,19 @@ pub trait Source: Send + Debug {
         Ok(Vec::new())
     }
 
+    /// The job resumes from a checkpoint in which this subtask's position was `position` (what
+    /// [`Source::snapshot_position`] returned). Called once, before `start`. A source that
+    /// cannot resume (it records no position) gets an empty `position` and starts over.
+    fn restore_position(&mut self, position: &[u8]) -> Result<()> {
+        if position.is_empty() {
+            Ok(())
+        } else {
+            Err(crate::Error::IncompatibleState(
+                "the checkpoint holds a position for a source that cannot resume from one".into(),
+            ))
+        }
+    }
+
     /// The checkpoint completed; the source may acknowledge upstream (commit group offsets).
     async fn commit(&mut self, _checkpoint: CheckpointId) -> Result<()> {
         Ok(())

@@ -243,12 +243,15 @@ impl Chain {
             let m = &mut self.members[k];
             match &mut m.work {
                 Work::Pass => {}
-                Work::Operator(op) => op
-                    .checkpoint(&barrier)
-                    .map_err(|e| e.context(m.context.describe()))?,
-                Work::Sink(sink) => cancellable(&self.cancel, sink.pre_commit(barrier.id))
-                    .await
-                    .map_err(|e| e.context(m.context.describe()))?,
+                Work::Operator(op) => {
+                    op.checkpoint(&barrier)
+                        .map_err(|e| e.context(m.context.describe()))?;
+                }
+                Work::Sink(sink) => {
+                    cancellable(&self.cancel, sink.pre_commit(barrier.id))
+                        .await
+                        .map_err(|e| e.context(m.context.describe()))?;
+                }
             }
             self.broadcast(k, &Message::Barrier(barrier)).await?;
         }
