@@ -52,6 +52,8 @@ impl Manifest {
 pub struct Checkpoints {
     root: PathBuf,
     retain: usize,
+    /// `chk-` for checkpoints, `sp-` for savepoints.
+    prefix: &'static str,
 }
 
 fn crc_of(path: &Path) -> Result<(u64, u32)> {
@@ -85,11 +87,57 @@ impl Checkpoints {
         Checkpoints {
             root: root.into(),
             retain: retain.max(1),
+            prefix: "chk-",
         }
     }
 
-    fn dir(&self, id: u64) -> PathBuf {
-        self.root.join(format!("chk-{id:020}"))
+    /// Savepoints under `root` (`sp-<id>`): taken on request, never deleted by retention.
+    pub fn savepoints(root: impl Into<PathBuf>) -> Self {
+        Checkpoints {
+            root: root.into(),
+            retain: usize::MAX,
+            prefix: "sp-",
+        }
+    }
+
+    /// The checkpoint or savepoint directory `path` (`.../chk-<id>` or `.../sp-<id>`), as the
+    /// storage it belongs to and its id.
+    pub fn at(path: &Path) -> Result<(Self, u64)> {
+        let bad = |reason: &str| Error::Corrupt {
+            path: path.to_path_buf(),
+            reason: reason.to_string(),
+        };
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .ok_or_else(|| bad("not a checkpoint directory"))?;
+        let root = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        let (prefix, id) = if let Some(id) = name.strip_prefix("sp-") {
+            ("sp-", id)
+        } else if let Some(id) = name.strip_prefix("chk-") {
+            ("chk-", id)
+        } else {
+            return Err(bad("the directory name must be chk-<id> or sp-<id>"));
+        };
+        let id = id
+            .parse::<u64>()
+            .map_err(|_| bad("the directory name must be chk-<id> or sp-<id>"))?;
+        Ok((
+            Checkpoints {
+                root,
+                retain: usize::MAX,
+                prefix,
+            },
+            id,
+        ))
+    }
+
+    /// The directory of checkpoint `id`.
+    pub fn dir(&self, id: u64) -> PathBuf {
+        self.root.join(format!("{}{id:020}", self.prefix))
     }
 
     /// Takes checkpoint `id` of `store` with `metadata`, durably: everything is written and
@@ -152,7 +200,7 @@ impl Checkpoints {
             let entry = entry.map_err(io(&self.root))?;
             let name = entry.file_name().to_string_lossy().into_owned();
             if let Some(id) = name
-                .strip_prefix("chk-")
+                .strip_prefix(self.prefix)
                 .and_then(|n| n.parse::<u64>().ok())
                 && entry.path().join(MANIFEST).exists()
             {

@@ -7,14 +7,17 @@
 //!   (SST files hard-linked: incremental in space), the caller's metadata, and a manifest with
 //!   each file's size and CRC32C, written last and renamed into place. Restore takes the
 //!   newest checkpoint that verifies; older ones beyond a retained number are deleted.
-//!
-//! Not yet: wiring into the operators and the checkpoint coordinator (the state and checkpoint
-//! issue is under way).
+//! - [`LocalStorage`]: a job's checkpoint storage (the engine's
+//!   `streams_core::state::CheckpointStorage`): a working store with a column family per
+//!   operator node and one value per subtask, its checkpoints and savepoints, and the restore
+//!   a job starts from ([`StartFrom`]).
 
 mod checkpoint;
 mod error;
+mod job;
 mod store;
 
 pub use checkpoint::{Checkpoints, FileEntry, Manifest};
 pub use error::{Error, Result};
+pub use job::{LocalStorage, StartFrom};
 pub use store::{StateStore, Table};

@@ -109,10 +109,68 @@ pub(crate) struct Entry {
     pub(crate) inputs: Vec<WeakSender<Message>>,
 }
 
+/// Checkpoint counters of a job, kept by its coordinator.
+#[derive(Debug, Default)]
+pub struct CheckpointStats {
+    completed: AtomicU64,
+    failed: AtomicU64,
+    last_id: AtomicU64,
+    last_duration_us: AtomicU64,
+    last_bytes: AtomicU64,
+    last_alignment_us: AtomicU64,
+}
+
+/// A reading of a job's checkpoint counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CheckpointMetrics {
+    /// Checkpoints completed by this run.
+    pub completed: u64,
+    /// Checkpoints aborted or failed.
+    pub failed: u64,
+    /// Id of the last completed checkpoint, if any.
+    pub last_id: Option<u64>,
+    /// From the start of the last completed checkpoint to its metadata being durable.
+    pub last_duration: Duration,
+    /// Bytes the last checkpoint added to storage.
+    pub last_bytes: u64,
+    /// The longest time a task of the last checkpoint held inputs back aligning barriers.
+    pub last_alignment: Duration,
+}
+
+impl CheckpointStats {
+    pub(crate) fn completed(&self, id: u64, took: Duration, bytes: u64, alignment: Duration) {
+        let us = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        self.last_id.store(id, Ordering::Relaxed);
+        self.last_duration_us.store(us(took), Ordering::Relaxed);
+        self.last_bytes.store(bytes, Ordering::Relaxed);
+        self.last_alignment_us
+            .store(us(alignment), Ordering::Relaxed);
+        self.completed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn failed(&self) {
+        self.failed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Reads the counters.
+    pub fn snapshot(&self) -> CheckpointMetrics {
+        let id = self.last_id.load(Ordering::Relaxed);
+        CheckpointMetrics {
+            completed: self.completed.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
+            last_id: (id > 0).then_some(id),
+            last_duration: Duration::from_micros(self.last_duration_us.load(Ordering::Relaxed)),
+            last_bytes: self.last_bytes.load(Ordering::Relaxed),
+            last_alignment: Duration::from_micros(self.last_alignment_us.load(Ordering::Relaxed)),
+        }
+    }
+}
+
 /// The metrics of every operator subtask of a job.
 #[derive(Debug, Default)]
 pub struct JobMetrics {
     pub(crate) entries: Vec<Entry>,
+    pub(crate) checkpoints: Arc<CheckpointStats>,
 }
 
 impl JobMetrics {
@@ -175,6 +233,11 @@ impl JobMetrics {
             );
         }
         out
+    }
+
+    /// The job's checkpoint counters.
+    pub fn checkpoints(&self) -> CheckpointMetrics {
+        self.checkpoints.snapshot()
     }
 
     /// Sums a node's subtasks: (rows in, rows out, late rows).

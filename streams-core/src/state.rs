@@ -62,10 +62,14 @@ impl OperatorState {
     }
 
     /// The batches put under `name`.
-    pub fn batches_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a RecordBatch> {
+    pub fn batches_named<'a>(
+        &'a self,
+        name: &str,
+    ) -> impl Iterator<Item = &'a RecordBatch> + use<'a> {
+        let name = name.to_owned();
         self.batches
             .iter()
-            .filter(move |(n, _)| n == name)
+            .filter(move |(n, _)| *n == name)
             .map(|(_, b)| b)
     }
 

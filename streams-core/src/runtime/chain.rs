@@ -8,12 +8,15 @@ use std::time::Instant;
 use datafusion::arrow::record_batch::RecordBatch;
 use tokio_util::sync::CancellationToken;
 
+use super::coordinator::TaskCheckpointing;
 use super::exchange::EdgeOut;
-use crate::Result;
+use crate::checkpoint::CheckpointId;
 use crate::message::{Barrier, Message, Watermark};
 use crate::metrics::OperatorMetrics;
 use crate::operator::{Operator, OperatorContext, Output};
 use crate::sink::{Sink, SinkContext};
+use crate::state::{OperatorState, TaskKey};
+use crate::{Error, Result};
 
 #[derive(Debug)]
 pub(crate) enum Work {
@@ -60,10 +63,61 @@ pub(crate) struct Chain {
     pub(crate) members: Vec<Member>,
     pub(crate) routing: Vec<Routing>,
     pub(crate) cancel: CancellationToken,
+    /// Set when the job checkpoints.
+    pub(crate) checkpointing: Option<TaskCheckpointing>,
+    /// Members whose state is in storage (so that state they no longer have gets deleted).
+    pub(crate) stored: Vec<bool>,
+}
+
+fn key(ctx: &crate::operator::OperatorContext) -> TaskKey {
+    TaskKey {
+        node: ctx.node,
+        subtask: ctx.subtask,
+    }
 }
 
 impl Chain {
+    /// Gives each member its state from the checkpoint the job resumes from.
+    async fn restore(&mut self) -> Result<()> {
+        let Some(ck) = self.checkpointing.clone() else {
+            return Ok(());
+        };
+        let Some(id) = ck.restored else {
+            return Ok(());
+        };
+        self.stored = vec![false; self.members.len()];
+        for (k, m) in self.members.iter_mut().enumerate() {
+            let ctx = &m.context;
+            let state = match ck.storage.read(key(ctx))? {
+                Some(bytes) if !bytes.is_empty() => {
+                    Some(OperatorState::decode(&bytes).map_err(|e| e.context(ctx.describe()))?)
+                }
+                _ => None,
+            };
+            self.stored[k] = state.is_some();
+            match (&mut m.work, state) {
+                (Work::Operator(op), Some(state)) => op.restore(state),
+                (Work::Sink(sink), state) => {
+                    cancellable(&self.cancel, sink.restore(id, state)).await
+                }
+                (Work::Pass, Some(_)) => Err(Error::IncompatibleState(
+                    "the checkpoint holds state for a source's place in its task".into(),
+                )),
+                (_, None) => Ok(()),
+            }
+            .map_err(|e| match e {
+                Error::IncompatibleState(msg) => {
+                    Error::IncompatibleState(format!("{}: {msg}", ctx.describe()))
+                }
+                e => e.context(ctx.describe()),
+            })?;
+        }
+        Ok(())
+    }
+
     pub(crate) async fn start(&mut self) -> Result<()> {
+        self.stored = vec![false; self.members.len()];
+        self.restore().await?;
         for m in &mut self.members {
             let ctx = &m.context;
             match &mut m.work {
@@ -83,6 +137,46 @@ impl Chain {
                         .map_err(|e| e.context(ctx.describe()))?;
                 }
             }
+        }
+        // The crash may have come between the checkpoint and its commit: commit again
+        // (sinks make that idempotent).
+        if let Some(id) = self.checkpointing.as_ref().and_then(|c| c.restored) {
+            self.commit(id).await?;
+        }
+        Ok(())
+    }
+
+    /// Checkpoint `id` completed on every task.
+    pub(crate) async fn commit(&mut self, id: CheckpointId) -> Result<()> {
+        for m in &mut self.members {
+            match &mut m.work {
+                Work::Pass => {}
+                Work::Operator(op) => op.commit(id).map_err(|e| e.context(m.context.describe()))?,
+                Work::Sink(sink) => cancellable(&self.cancel, sink.commit(id))
+                    .await
+                    .map_err(|e| e.context(m.context.describe()))?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores a member's checkpoint state (or deletes what it stored before, if it has none).
+    fn store(&mut self, k: usize, state: Option<OperatorState>) -> Result<()> {
+        let Some(ck) = &self.checkpointing else {
+            return Ok(());
+        };
+        let ctx = &self.members[k].context;
+        match state {
+            Some(state) => {
+                let bytes = state.encode().map_err(|e| e.context(ctx.describe()))?;
+                ck.storage.write(key(ctx), &bytes)?;
+                self.stored[k] = true;
+            }
+            None if self.stored[k] => {
+                ck.storage.write(key(ctx), &[])?;
+                self.stored[k] = false;
+            }
+            None => {}
         }
         Ok(())
     }
@@ -241,26 +335,26 @@ impl Chain {
     pub(crate) async fn barrier(&mut self, barrier: Barrier) -> Result<()> {
         for k in 0..self.members.len() {
             let m = &mut self.members[k];
-            match &mut m.work {
-                Work::Pass => {}
-                Work::Operator(op) => {
-                    op.checkpoint(&barrier)
-                        .map_err(|e| e.context(m.context.describe()))?;
-                }
-                Work::Sink(sink) => {
-                    cancellable(&self.cancel, sink.pre_commit(barrier.id))
-                        .await
-                        .map_err(|e| e.context(m.context.describe()))?;
-                }
-            }
+            let state = match &mut m.work {
+                Work::Pass => None,
+                Work::Operator(op) => op
+                    .checkpoint(&barrier)
+                    .map_err(|e| e.context(m.context.describe()))?,
+                Work::Sink(sink) => cancellable(&self.cancel, sink.pre_commit(barrier.id))
+                    .await
+                    .map_err(|e| e.context(m.context.describe()))?,
+            };
+            self.store(k, state)?;
             self.broadcast(k, &Message::Barrier(barrier)).await?;
         }
         Ok(())
     }
 
     /// Every input ended: close each member in order, flushing what it emits, then end every
-    /// outgoing edge.
+    /// outgoing edge. With checkpoints, sinks stay open for the final checkpoint's commit
+    /// ([`Chain::close_sinks`]).
     pub(crate) async fn finish(&mut self) -> Result<()> {
+        let close_sinks = self.checkpointing.is_none();
         for k in 0..self.members.len() {
             let m = &mut self.members[k];
             let mut out = Output::new();
@@ -269,13 +363,28 @@ impl Chain {
                 Work::Operator(op) => op
                     .close(&mut out)
                     .map_err(|e| e.context(m.context.describe()))?,
-                Work::Sink(sink) => cancellable(&self.cancel, sink.close())
+                Work::Sink(sink) if close_sinks => cancellable(&self.cancel, sink.close())
                     .await
                     .map_err(|e| e.context(m.context.describe()))?,
+                Work::Sink(_) => {}
             }
             let next = self.route(k, out).await?;
             self.run_from(k + 1, 0, next).await?;
             self.broadcast(k, &Message::End).await?;
+        }
+        Ok(())
+    }
+}
+
+impl Chain {
+    /// Closes the sinks (the job ends after its last checkpoint).
+    pub(crate) async fn close_sinks(&mut self) -> Result<()> {
+        for m in &mut self.members {
+            if let Work::Sink(sink) = &mut m.work {
+                cancellable(&self.cancel, sink.close())
+                    .await
+                    .map_err(|e| e.context(m.context.describe()))?;
+            }
         }
         Ok(())
     }

@@ -3,6 +3,7 @@
 //! instead of buffering without bound.
 
 mod chain;
+mod coordinator;
 mod exchange;
 mod task;
 
@@ -11,7 +12,7 @@ use std::time::Duration;
 
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::physical_expr::PhysicalExpr;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -19,14 +20,17 @@ use chain::{Chain, Member, Routing, Work};
 use exchange::{EdgeOut, Route};
 use task::{ChainTask, InputChannel, SourceTask};
 
+use crate::checkpoint::CheckpointPolicy;
 use crate::message::Message;
 use crate::metrics::{Entry, JobMetrics, OperatorMetrics};
 use crate::operator::{OperatorContext, OperatorFactory};
 use crate::partition::DEFAULT_MAX_PARALLELISM;
 use crate::sink::SinkFactory;
 use crate::source::{SourceContext, SourceFactory};
+use crate::state::{CheckpointInfo, CheckpointStorage};
 use crate::topology::{NodeId, NodeKind, Partitioning, Topology};
 use crate::{Error, Result};
+use coordinator::{Coordinator, StopRequest, TaskCheckpointing};
 
 /// How a source generates watermarks, per split (Flink's `WATERMARK FOR col AS col - delay`).
 #[derive(Clone, Debug)]
@@ -180,6 +184,43 @@ impl JobGraph {
     }
 }
 
+/// How a job checkpoints (`execution.checkpointing.*` in SQL, `Pipeline::checkpointing` in
+/// the DSL).
+#[derive(Clone, Debug)]
+pub struct CheckpointConfig {
+    /// Start a checkpoint this often; `None`: only the final checkpoint when every source has
+    /// ended, and the savepoint of a stop.
+    pub interval: Option<Duration>,
+    /// At least this long between the end of a checkpoint and the start of the next.
+    pub min_pause: Duration,
+    /// Abort a checkpoint still running after this long (a savepoint that times out fails the
+    /// job). Default 10 minutes.
+    pub timeout: Duration,
+    /// Where checkpoints are written, and which one the job resumes from.
+    pub storage: Arc<dyn CheckpointStorage>,
+}
+
+impl CheckpointConfig {
+    /// Checkpoints every `interval` into `storage`.
+    pub fn new(interval: Option<Duration>, storage: Arc<dyn CheckpointStorage>) -> Self {
+        CheckpointConfig {
+            interval,
+            min_pause: Duration::ZERO,
+            timeout: Duration::from_secs(600),
+            storage,
+        }
+    }
+
+    fn policy(&self) -> Option<CheckpointPolicy> {
+        let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        self.interval.map(|i| CheckpointPolicy {
+            interval: ms(i).max(1),
+            min_pause: ms(self.min_pause),
+            timeout: ms(self.timeout).max(1),
+        })
+    }
+}
+
 /// Runtime settings of a job.
 #[derive(Clone, Debug)]
 pub struct RuntimeConfig {
@@ -187,6 +228,8 @@ pub struct RuntimeConfig {
     pub channel_capacity: usize,
     /// Number of key groups (the most subtasks a keyed operator can ever have). Default 128.
     pub max_parallelism: u32,
+    /// Checkpoints; `None` (the default): none, and a crash loses what was in flight.
+    pub checkpointing: Option<CheckpointConfig>,
 }
 
 impl Default for RuntimeConfig {
@@ -194,6 +237,7 @@ impl Default for RuntimeConfig {
         RuntimeConfig {
             channel_capacity: 8,
             max_parallelism: DEFAULT_MAX_PARALLELISM,
+            checkpointing: None,
         }
     }
 }
@@ -204,6 +248,7 @@ pub struct JobHandle {
     tasks: JoinSet<Result<()>>,
     cancel: CancellationToken,
     metrics: Arc<JobMetrics>,
+    stops: Option<mpsc::UnboundedSender<StopRequest>>,
 }
 
 impl JobHandle {
@@ -217,13 +262,38 @@ impl JobHandle {
         self.cancel.cancel();
     }
 
-    /// Stops the job and waits for its tasks to end; a stop asked for is not an error.
-    /// (Without checkpoints yet, what was in flight is dropped.)
-    pub async fn stop(self) -> Result<()> {
-        self.cancel();
-        match self.wait().await {
-            Err(Error::Cancelled) | Ok(()) => Ok(()),
-            Err(e) => Err(e),
+    /// Stops the job and waits for its tasks to end; a stop asked for is not an error. With
+    /// checkpoints, the job first takes a savepoint (returned) and ends after it, so that a
+    /// restart goes on exactly from there; without, what was in flight is dropped.
+    pub async fn stop(mut self) -> Result<Option<CheckpointInfo>> {
+        let savepoint = match self.stops.take() {
+            Some(stops) => {
+                let (tx, rx) = oneshot::channel();
+                // A coordinator that is gone has ended with the job: nothing to save.
+                match stops.send(tx) {
+                    Ok(()) => rx.await.ok(),
+                    Err(_) => None,
+                }
+            }
+            None => None,
+        };
+        match savepoint {
+            Some(Ok(info)) => {
+                self.wait().await?;
+                Ok(Some(info))
+            }
+            Some(Err(e)) => {
+                self.cancel();
+                let _ = self.wait().await;
+                Err(e)
+            }
+            None => {
+                self.cancel();
+                match self.wait().await {
+                    Err(Error::Cancelled) | Ok(()) => Ok(None),
+                    Err(e) => Err(e),
+                }
+            }
         }
     }
 
@@ -311,6 +381,32 @@ pub fn launch(graph: JobGraph, config: &RuntimeConfig) -> Result<JobHandle> {
     }
     let mut metrics = JobMetrics::default();
     let mut tasks = JoinSet::new();
+    // Checkpointing: what the tasks share with the coordinator, and where sources resume.
+    let mut task_ck: Option<TaskCheckpointing> = None;
+    let mut events_rx = None;
+    let mut completed_tx = None;
+    let mut positions = std::collections::BTreeMap::new();
+    let mut source_commands = Vec::new();
+    let topology_text = topo.render();
+    if let Some(ck) = &config.checkpointing {
+        let restored = ck.storage.restored();
+        if let Some((id, meta)) = &restored {
+            positions = coordinator::check_restored(*id, meta, &topology_text)?;
+            tracing::info!(checkpoint = id, "resuming from checkpoint");
+        }
+        let restored = restored.map(|(id, _)| id);
+        let (events, rx) = mpsc::unbounded_channel();
+        let (done_tx, done_rx) = watch::channel(restored.unwrap_or(0));
+        events_rx = Some(rx);
+        completed_tx = Some(done_tx);
+        task_ck = Some(TaskCheckpointing {
+            storage: Arc::clone(&ck.storage),
+            events,
+            completed: done_rx,
+            restored,
+        });
+    }
+    let mut task_count = 0usize;
     for chain in &chains {
         let head = chain[0];
         for subtask in 0..topo.nodes()[head.0].parallelism {
@@ -387,10 +483,26 @@ pub fn launch(graph: JobGraph, config: &RuntimeConfig) -> Result<JobHandle> {
                 members,
                 routing,
                 cancel: cancel.clone(),
+                checkpointing: task_ck.clone(),
+                stored: Vec::new(),
             };
+            task_count += 1;
             match &graph.nodes[head.0] {
                 NodeSpec::Source { factory, watermark } => {
                     let parallelism = topo.nodes()[head.0].parallelism;
+                    let commands = task_ck.as_ref().map(|_| {
+                        let (tx, rx) = mpsc::unbounded_channel();
+                        source_commands.push(tx);
+                        rx
+                    });
+                    let position = task_ck.as_ref().and_then(|c| c.restored).map(|_| {
+                        positions
+                            .remove(&crate::state::TaskKey {
+                                node: head.0,
+                                subtask,
+                            })
+                            .unwrap_or_default()
+                    });
                     let task = SourceTask {
                         source: factory.create(subtask, parallelism)?,
                         context: SourceContext {
@@ -400,6 +512,8 @@ pub fn launch(graph: JobGraph, config: &RuntimeConfig) -> Result<JobHandle> {
                         },
                         watermark: watermark.clone(),
                         chain: chain_run,
+                        commands,
+                        position,
                     };
                     tasks.spawn(task.run());
                 }
@@ -433,9 +547,34 @@ pub fn launch(graph: JobGraph, config: &RuntimeConfig) -> Result<JobHandle> {
             }
         }
     }
+    let mut stops = None;
+    if let (Some(ck), Some(events), Some(completed)) =
+        (&config.checkpointing, events_rx, completed_tx)
+    {
+        // Only the tasks hold event senders now: the coordinator ends once they all have.
+        drop(task_ck);
+        let (stop_tx, stop_rx) = mpsc::unbounded_channel();
+        stops = Some(stop_tx);
+        let first_id = *completed.borrow();
+        let coordinator = Coordinator {
+            policy: ck.policy(),
+            storage: Arc::clone(&ck.storage),
+            topology: topology_text,
+            tasks: task_count,
+            sources: source_commands,
+            events,
+            stops: stop_rx,
+            completed,
+            stats: Arc::clone(&metrics.checkpoints),
+            cancel: cancel.clone(),
+            first_id,
+        };
+        tasks.spawn(coordinator.run());
+    }
     Ok(JobHandle {
         tasks,
         cancel,
         metrics: Arc::new(metrics),
+        stops,
     })
 }

@@ -5,14 +5,17 @@ use std::future::poll_fn;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc::Receiver;
+use tokio::sync::mpsc::{Receiver, UnboundedReceiver};
+use tokio::sync::watch;
 
 use super::WatermarkSpec;
 use super::chain::Chain;
-use crate::checkpoint::{Alignment, BarrierAligner};
+use super::coordinator::{Event, SourceCommand};
+use crate::checkpoint::{Alignment, BarrierAligner, CheckpointId};
 use crate::message::{Barrier, Message, Watermark};
 use crate::ops::window::event_times;
 use crate::source::{Source, SourceContext, SourceEvent};
+use crate::state::TaskKey;
 use crate::time::{BoundedOutOfOrderness, WatermarkTracker};
 use crate::{Error, Result};
 
@@ -35,9 +38,16 @@ impl ChainTask {
     pub(crate) async fn run(mut self) -> Result<()> {
         self.chain.start().await?;
         let n = self.inputs.len();
+        let checkpointing = self.chain.checkpointing.clone();
+        let mut completed = checkpointing.as_ref().map(|c| c.completed.clone());
+        // `ended`: the input sent End. `closed`: it is no longer read. Without checkpoints both
+        // come together; with them an ended input still delivers the final barrier.
         let mut ended = vec![false; n];
+        let mut closed = vec![false; n];
+        let mut finished = false;
         let mut tracker = WatermarkTracker::new(n);
         let mut aligner = BarrierAligner::new(n);
+        let mut align_started: Option<Instant> = None;
         let mut idle_sent = false;
         let mut next = 0usize;
         let cancel = self.chain.cancel.clone();
@@ -50,8 +60,8 @@ impl ChainTask {
                 let mut open = false;
                 for off in 0..n {
                     let i = (next + off) % n;
-                    if ended[i] || aligner.is_blocked(i) {
-                        open |= !ended[i];
+                    if closed[i] || aligner.is_blocked(i) {
+                        open |= !closed[i];
                         continue;
                     }
                     open = true;
@@ -59,6 +69,10 @@ impl ChainTask {
                         Poll::Ready(Some(m)) => {
                             next = i + 1;
                             return Poll::Ready(Some(Ok((i, m))));
+                        }
+                        // After End and the final barrier the upstream task is gone.
+                        Poll::Ready(None) if ended[i] => {
+                            closed[i] = true;
                         }
                         // The sender vanished without End: its task failed or was cancelled.
                         // Not an end of input: closing would publish partial results.
@@ -75,6 +89,10 @@ impl ChainTask {
             let (i, msg) = tokio::select! {
                 biased;
                 _ = cancel.cancelled() => return Err(Error::Cancelled),
+                id = next_completed(&mut completed) => {
+                    self.chain.commit(id).await?;
+                    continue;
+                }
                 _ = timer.tick(), if timer_period.is_some() => {
                     self.chain.timer().await?;
                     continue;
@@ -107,26 +125,76 @@ impl ChainTask {
                     }
                 }
                 Message::Barrier(b) => match aligner.on_barrier(i, b.id) {
-                    Alignment::Aligned(id) => self.chain.barrier(Barrier { id, ..b }).await?,
-                    Alignment::Block | Alignment::Ignore => {}
+                    Alignment::Aligned(id) => {
+                        let alignment =
+                            align_started.take().map_or(Duration::ZERO, |t| t.elapsed());
+                        let b = Barrier { id, ..b };
+                        self.chain.barrier(b).await?;
+                        if let Some(ck) = &checkpointing {
+                            ck.ack(id, Vec::new(), alignment);
+                            if b.then_stop {
+                                return self.stop_after(id).await;
+                            }
+                        }
+                    }
+                    Alignment::Block => {
+                        align_started.get_or_insert_with(Instant::now);
+                    }
+                    Alignment::Ignore => {}
                 },
                 Message::End => {
                     ended[i] = true;
-                    if let Some(Alignment::Aligned(id)) = aligner.on_end(i) {
-                        let b = Barrier {
-                            id,
-                            then_stop: false,
-                        };
-                        self.chain.barrier(b).await?;
+                    if checkpointing.is_none() {
+                        closed[i] = true;
+                        if let Some(Alignment::Aligned(id)) = aligner.on_end(i) {
+                            let b = Barrier {
+                                id,
+                                then_stop: false,
+                            };
+                            self.chain.barrier(b).await?;
+                        }
                     }
                     if let Some(wm) = tracker.end(i) {
                         self.chain.watermark(wm).await?;
                     }
+                    if checkpointing.is_some() && !finished && ended.iter().all(|&e| e) {
+                        // Flush now; the final checkpoint's barrier follows.
+                        finished = true;
+                        self.chain.finish().await?;
+                    }
                 }
             }
         }
-        self.chain.finish().await
+        if !finished {
+            self.chain.finish().await?;
+        }
+        if checkpointing.is_some() {
+            self.chain.close_sinks().await?;
+        }
+        Ok(())
     }
+
+    /// The job stops after checkpoint `id` (a savepoint, or the final checkpoint after every
+    /// input ended): wait until it completed, commit, and end without flushing, since the
+    /// state goes on from the checkpoint.
+    async fn stop_after(mut self, id: CheckpointId) -> Result<()> {
+        if let Some(ck) = &mut self.chain.checkpointing {
+            ck.completion(id).await?;
+        }
+        self.chain.commit(id).await?;
+        self.chain.close_sinks().await
+    }
+}
+
+/// The next completed checkpoint; never resolves without checkpoints (or once the coordinator
+/// is gone).
+pub(crate) async fn next_completed(rx: &mut Option<watch::Receiver<CheckpointId>>) -> CheckpointId {
+    if let Some(r) = rx
+        && r.changed().await.is_ok()
+    {
+        return *r.borrow_and_update();
+    }
+    std::future::pending().await
 }
 
 #[derive(Debug)]
@@ -154,6 +222,10 @@ pub(crate) struct SourceTask {
     pub(crate) context: SourceContext,
     pub(crate) watermark: WatermarkSpec,
     pub(crate) chain: Chain,
+    /// Barrier injections, when the job checkpoints.
+    pub(crate) commands: Option<UnboundedReceiver<SourceCommand>>,
+    /// Where to resume, when the job resumes from a checkpoint.
+    pub(crate) position: Option<Vec<u8>>,
 }
 
 impl SourceTask {
@@ -162,11 +234,25 @@ impl SourceTask {
             "source [{}] subtask {}",
             self.context.node, self.context.subtask
         );
+        if let Some(position) = &self.position {
+            self.source
+                .restore_position(position)
+                .map_err(|e| e.context(&describe))?;
+        }
         self.source
             .start(&self.context)
             .await
             .map_err(|e| e.context(&describe))?;
         self.chain.start().await?;
+        let checkpointing = self.chain.checkpointing.clone();
+        let mut completed = checkpointing.as_ref().map(|c| c.completed.clone());
+        let mut commands = self.commands.take();
+        let key = TaskKey {
+            node: self.context.node,
+            subtask: self.context.subtask,
+        };
+        // With checkpoints a source that read everything stays for the final checkpoint.
+        let mut data_ended = false;
         let now = Instant::now();
         let delay = self.watermark.out_of_orderness.as_millis() as i64;
         let mut splits: Vec<Split> = (0..self.source.splits())
@@ -195,7 +281,28 @@ impl SourceTask {
             tokio::select! {
                 biased;
                 _ = cancel.cancelled() => return Err(Error::Cancelled),
-                _ = tick.tick() => {
+                command = next_command(&mut commands) => {
+                    let SourceCommand::Inject(b) = command;
+                    // Every event returned so far is inside the checkpoint.
+                    let position = self
+                        .source
+                        .snapshot_position(b.id)
+                        .map_err(|e| e.context(&describe))?;
+                    self.chain.barrier(b).await?;
+                    if let Some(ck) = &checkpointing {
+                        ck.ack(b.id, vec![(key, position)], Duration::ZERO);
+                    }
+                    if b.then_stop {
+                        return self.stop_after(b.id, &describe).await;
+                    }
+                    continue;
+                }
+                id = next_completed(&mut completed) => {
+                    self.source.commit(id).await.map_err(|e| e.context(&describe))?;
+                    self.chain.commit(id).await?;
+                    continue;
+                }
+                _ = tick.tick(), if !data_ended => {
                     if let Some(timeout) = self.watermark.idle_timeout {
                         for (i, s) in splits.iter_mut().enumerate() {
                             if !s.ended && !s.idle && s.last_active.elapsed() >= timeout {
@@ -206,7 +313,7 @@ impl SourceTask {
                     }
                     advance = true;
                 }
-                event = self.source.next() => {
+                event = self.source.next(), if !data_ended => {
                     match event.map_err(|e| e.context(&describe))? {
                         SourceEvent::Batch { split, batch } => {
                             let s = splits.get_mut(split).ok_or_else(|| {
@@ -251,6 +358,18 @@ impl SourceTask {
                             }
                             advance = true;
                         }
+                        SourceEvent::End if checkpointing.is_some() => {
+                            if emitted.is_none_or(|e| e < i64::MAX) {
+                                emitted = Some(i64::MAX);
+                                self.chain.watermark(i64::MAX).await?;
+                            }
+                            self.chain.finish().await?;
+                            data_ended = true;
+                            if let Some(ck) = &checkpointing {
+                                let _ = ck.events.send(Event::SourceEnded);
+                            }
+                            continue;
+                        }
                         SourceEvent::End => break,
                     }
                 }
@@ -278,5 +397,30 @@ impl SourceTask {
             .await
             .map_err(|e| e.context(&describe))?;
         self.chain.finish().await
+    }
+
+    /// The job stops after checkpoint `id`: wait until it completed, commit, and end without
+    /// flushing (the state goes on from the checkpoint).
+    async fn stop_after(mut self, id: CheckpointId, describe: &str) -> Result<()> {
+        if let Some(ck) = &mut self.chain.checkpointing {
+            ck.completion(id).await?;
+        }
+        self.source
+            .commit(id)
+            .await
+            .map_err(|e| e.context(describe))?;
+        self.chain.commit(id).await?;
+        self.chain.close_sinks().await?;
+        self.source.close().await.map_err(|e| e.context(describe))
+    }
+}
+
+async fn next_command(rx: &mut Option<UnboundedReceiver<SourceCommand>>) -> SourceCommand {
+    match rx {
+        Some(r) => match r.recv().await {
+            Some(c) => c,
+            None => std::future::pending().await,
+        },
+        None => std::future::pending().await,
     }
 }
