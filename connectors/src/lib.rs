@@ -6,11 +6,15 @@
 //!
 //! - [`Nexmark`]: the Nexmark auction event generator, with the event table of Flink's suite.
 //! - [`Blackhole`]: a sink that drops its input.
+//! - [`Queue`]: topics of the embedded stream store, read and written exactly once when the
+//!   job checkpoints. It needs the store's directory, so it is registered apart:
+//!   [`register_queue`].
 //!
-//! The queue store, files, and print are the subject of the connectors issue.
+//! Files and print are the subject of the connectors issue.
 
 mod blackhole;
 pub mod nexmark;
+pub mod queue;
 
 use std::sync::Arc;
 
@@ -18,6 +22,7 @@ use streams_core::connector::ConnectorRegistry;
 
 pub use blackhole::Blackhole;
 pub use nexmark::{Nexmark, NexmarkSource};
+pub use queue::Queue;
 /// Connectors report errors as the engine's errors: they surface in plans and jobs.
 pub use streams_core::{Error, Result};
 
@@ -25,4 +30,9 @@ pub use streams_core::{Error, Result};
 pub fn register_builtin(registry: &mut ConnectorRegistry) {
     registry.register(Arc::new(Nexmark));
     registry.register(Arc::new(Blackhole));
+}
+
+/// Adds the `queue` connector over the store in `data_dir` (opened when a job first uses it).
+pub fn register_queue(registry: &mut ConnectorRegistry, data_dir: impl Into<std::path::PathBuf>) {
+    registry.register(Arc::new(Queue::new(data_dir)));
 }

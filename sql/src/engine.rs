@@ -53,6 +53,7 @@ pub struct SqlEngine {
     state: SessionState,
     config: JobConfig,
     idle_timeout: Option<Duration>,
+    pub(crate) checkpoints: crate::checkpoints::CheckpointSettings,
 }
 
 fn plan_err(m: impl Into<String>) -> Error {
@@ -93,6 +94,7 @@ impl SqlEngine {
             state,
             config: JobConfig::default(),
             idle_timeout: None,
+            checkpoints: Default::default(),
         }
     }
 
@@ -199,13 +201,18 @@ impl SqlEngine {
                 let d = duration(&value)?;
                 self.idle_timeout = (!d.is_zero()).then_some(d);
             }
+            k if crate::checkpoints::KEYS.contains(&k) => self.checkpoints.set(k, &value)?,
             other => {
-                const KNOWN: &[&str] = &[
+                let known = [
                     "parallelism.default",
                     "pipeline.auto-watermark-interval",
                     "table.exec.source.idle-timeout",
                 ];
-                let hint = streams_core::connector::closest(other, KNOWN.iter().copied())
+                let known: Vec<&str> = known
+                    .into_iter()
+                    .chain(crate::checkpoints::KEYS.iter().copied())
+                    .collect();
+                let hint = streams_core::connector::closest(other, known.iter().copied())
                     .map(|k| format!("; did you mean '{k}'?"))
                     .unwrap_or_default();
                 return Err(plan_err(format!("unknown option '{other}'{hint}")));

@@ -29,6 +29,7 @@
 
 mod attributes;
 mod catalog;
+mod checkpoints;
 mod dialect;
 mod engine;
 mod error;
@@ -40,6 +41,7 @@ mod rewrite;
 mod windows;
 
 pub use catalog::{Catalog, TableDef};
+pub use checkpoints::CheckpointSettings;
 pub use dialect::FlinkDialect;
 pub use engine::{Outcome, SqlEngine};
 pub use error::{Error, Result};

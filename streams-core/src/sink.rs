@@ -23,6 +23,9 @@ pub struct SinkContext {
     pub parallelism: usize,
     /// Schema of the batches it will receive.
     pub schema: SchemaRef,
+    /// Whether the job checkpoints: if not, `pre_commit` and `commit` are never called, and a
+    /// sink that publishes on commit must publish as it writes.
+    pub checkpointing: bool,
 }
 
 /// One subtask of a sink.

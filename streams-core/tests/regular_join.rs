@@ -1,7 +1,8 @@
 //! The regular join against a model: random inserts and retractions on both sides, in random
 //! batches, for each join type, with and without a residual condition. The output, applied as
 //! a changelog, must never retract a row it has not inserted, and must end equal to the join
-//! (computed naively) of what both sides hold at the end.
+//! (computed naively) of what both sides hold at the end, also when the join is checkpointed
+//! and restored into a fresh operator at a random point.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
 
@@ -16,7 +17,8 @@ use streams_core::datafusion::logical_expr::Operator as BinOp;
 use streams_core::datafusion::physical_expr::PhysicalExpr;
 use streams_core::datafusion::physical_expr::expressions::{BinaryExpr, Column};
 use streams_core::ops::join::{JoinSpec, JoinType, RegularJoinConfig};
-use streams_core::{OperatorFactory, Output};
+use streams_core::state::OperatorState;
+use streams_core::{Barrier, Operator, OperatorFactory, Output};
 
 type Row = (Option<i64>, Option<i64>, Option<i64>, Option<i64>);
 
@@ -180,6 +182,22 @@ fn apply(table: &mut BTreeMap<Row, i64>, batch: &RecordBatch) {
     }
 }
 
+/// A fresh join restored from `op`'s checkpoint state, encoded and decoded.
+fn restored(op: &mut dyn Operator, cfg: &RegularJoinConfig) -> Box<dyn Operator> {
+    let barrier = Barrier {
+        id: 1,
+        then_stop: false,
+    };
+    let state = op
+        .checkpoint(&barrier)
+        .unwrap()
+        .expect("a join keeps state");
+    let state = OperatorState::decode(&state.encode().unwrap()).unwrap();
+    let mut fresh = cfg.create(0, 1).unwrap();
+    fresh.restore(state).unwrap();
+    fresh
+}
+
 fn change() -> impl Strategy<Value = Change> {
     prop_oneof![
         3 => (0i64..3, 0i64..4).prop_map(|(k, v)| Change::Insert(k, v)),
@@ -199,31 +217,36 @@ proptest! {
         join_type in prop_oneof![Just(JoinType::Inner), Just(JoinType::Left), Just(JoinType::Right), Just(JoinType::Full)],
         updates in (any::<bool>(), any::<bool>()),
         filter in any::<bool>(),
+        cut in 0usize..64,
     ) {
         let updates = [updates.0, updates.1];
         let cfg = config(join_type, updates, filter);
         let (mut held_l, mut held_r) = (Vec::new(), Vec::new());
         let mut lb = batches(&cfg.input_schemas[0], &left, chunks.0, updates[0], &mut held_l).into_iter();
         let mut rb = batches(&cfg.input_schemas[1], &right, chunks.1, updates[1], &mut held_r).into_iter();
+        // Interleave the two sides as `order` says, then drain both.
+        let mut inputs: Vec<(usize, RecordBatch)> = Vec::new();
+        for pick_left in order {
+            let next = if pick_left { lb.next().map(|b| (0, b)) } else { rb.next().map(|b| (1, b)) };
+            inputs.extend(next);
+        }
+        inputs.extend(lb.map(|b| (0, b)));
+        inputs.extend(rb.map(|b| (1, b)));
+        let cut = cut % inputs.len().max(1);
         let mut op = cfg.create(0, 1).unwrap();
         let mut table = BTreeMap::new();
-        let mut feed = |input: usize, b: RecordBatch, table: &mut BTreeMap<Row, i64>| {
+        for (i, (input, b)) in inputs.into_iter().enumerate() {
+            if i == cut {
+                // Resume from a checkpoint here, through bytes, in a fresh operator.
+                op = restored(op.as_mut(), &cfg);
+            }
             let mut out = Output::new();
             op.process_batch(input, b, &mut out).unwrap();
             for o in out.take(0) {
                 assert_eq!(o.schema(), cfg.output_schema);
-                apply(table, &o);
-            }
-        };
-        // Interleave the two sides as `order` says, then drain both.
-        for pick_left in order {
-            let next = if pick_left { lb.next().map(|b| (0, b)) } else { rb.next().map(|b| (1, b)) };
-            if let Some((i, b)) = next {
-                feed(i, b, &mut table);
+                apply(&mut table, &o);
             }
         }
-        for b in lb { feed(0, b, &mut table); }
-        for b in rb { feed(1, b, &mut table); }
         prop_assert_eq!(table, reference(&held_l, &held_r, join_type, filter));
     }
 }

@@ -100,6 +100,23 @@ impl Pipeline {
         self
     }
 
+    /// Checkpoints every `interval` into `storage`, and resumes from the checkpoint `storage`
+    /// restored, if any (SQL: `SET 'execution.checkpointing.interval'` and
+    /// `'state.checkpoints.dir'`). `streams_state::LocalStorage` is the storage on disk;
+    /// `JobHandle::stop` then takes a savepoint.
+    pub fn checkpointing(
+        self,
+        interval: Duration,
+        storage: Arc<dyn crate::state::CheckpointStorage>,
+    ) -> Self {
+        let interval = (!interval.is_zero()).then_some(interval);
+        self.with_inner(|i| {
+            i.config.runtime.checkpointing =
+                Some(crate::runtime::CheckpointConfig::new(interval, storage));
+        });
+        self
+    }
+
     /// All job options at once.
     pub fn with_config(self, config: JobConfig) -> Self {
         self.with_inner(|i| i.config = config);

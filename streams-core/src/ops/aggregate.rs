@@ -9,17 +9,23 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use datafusion::arrow::array::{Array, ArrayRef, Int8Array, RecordBatch, UInt32Array};
+use datafusion::arrow::array::{
+    Array, ArrayRef, BooleanArray, Int8Array, RecordBatch, UInt32Array, new_empty_array,
+};
 use datafusion::arrow::compute::take;
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::aggregates::group_values::{GroupValues, new_group_values};
 use datafusion::physical_plan::aggregates::order::GroupOrdering;
 
-use super::window::{AggregateSpec, accumulators};
+use super::window::{
+    AggregateSpec, Columns, StateLayout, accumulators, copy_states, restore_states,
+};
 use crate::changelog::{DELETE, INSERT, UPDATE_AFTER, UPDATE_BEFORE};
+use crate::message::Barrier;
 use crate::operator::{Operator, OperatorFactory, Output};
+use crate::state::{OperatorState, columns_batch, expect_types};
 use crate::{Error, Result};
 
 pub use crate::changelog::OP_COLUMN;
@@ -51,6 +57,8 @@ impl OperatorFactory for UnboundedAggregateConfig {
 /// One subtask of an unbounded aggregate.
 pub struct UnboundedAggregate {
     config: UnboundedAggregateConfig,
+    /// Column types of checkpointed keys and aggregate states.
+    layout: StateLayout,
     values: Option<Box<dyn GroupValues>>,
     accs: Vec<Box<dyn GroupsAccumulator>>,
     groups: usize,
@@ -84,8 +92,10 @@ impl UnboundedAggregate {
             )?)
         };
         let accs = accumulators(&config.aggregates)?;
+        let layout = StateLayout::new(&config.key_schema, &config.aggregates)?;
         Ok(UnboundedAggregate {
             config,
+            layout,
             values,
             accs,
             groups: 0,
@@ -205,7 +215,119 @@ impl UnboundedAggregate {
     }
 }
 
+/// Names of the unbounded aggregate's checkpoint state.
+const GROUPS: &str = "groups";
+const EMITTED: &str = "emitted";
+const ANY_TOUCHED: &str = "any_touched";
+const COUNTS_ROWS: &str = "counts_rows";
+
+impl UnboundedAggregate {
+    /// Types of the results as emitted, one per aggregate.
+    fn result_types(&self) -> Vec<DataType> {
+        self.config
+            .aggregates
+            .iter()
+            .map(|a| a.expr.field().data_type().clone())
+            .collect()
+    }
+
+    /// The one batch named `name` in `state`.
+    fn one<'a>(state: &'a OperatorState, name: &str) -> Result<&'a RecordBatch> {
+        let mut all = state.batches_named(name);
+        match (all.next(), all.next()) {
+            (Some(b), None) => Ok(b),
+            _ => Err(Error::IncompatibleState(format!(
+                "aggregate state: not one {name} batch"
+            ))),
+        }
+    }
+}
+
 impl Operator for UnboundedAggregate {
+    /// State: every group (keys in group order, accumulator states, whether it changed since
+    /// the last emission), and the results as last emitted with whether each is in the output
+    /// table (what the next `-U`/`-D` retracts).
+    fn checkpoint(&mut self, _barrier: &Barrier) -> Result<Option<OperatorState>> {
+        let g = self.groups;
+        // Keys in group order; interning them again gives the same ids.
+        let keys = match &mut self.values {
+            Some(v) => {
+                let keys = super::window::drain_keys(v.as_mut())?;
+                let mut ids = Vec::new();
+                v.intern(&keys, &mut ids)?;
+                keys
+            }
+            None => Vec::new(),
+        };
+        let states = copy_states(&mut self.accs, &self.config.aggregates, g)?;
+        let mut touched = self.touched.clone();
+        touched.resize(g, false);
+        let touched: ArrayRef = Arc::new(BooleanArray::from(touched));
+        let mut state = OperatorState::new();
+        state.put_batch(GROUPS, self.layout.batch(&keys, &states, vec![touched], g)?);
+        let emitted = self.present.len();
+        let mut columns: Vec<ArrayRef> = if self.last.is_empty() {
+            self.result_types().iter().map(new_empty_array).collect()
+        } else {
+            self.last.clone()
+        };
+        columns.push(Arc::new(BooleanArray::from(self.present.clone())));
+        state.put_batch(EMITTED, columns_batch(columns, emitted)?);
+        state.put_value(ANY_TOUCHED, i64::from(self.any_touched));
+        state.put_value(COUNTS_ROWS, i64::from(self.config.counts_rows));
+        Ok(Some(state))
+    }
+
+    fn restore(&mut self, state: OperatorState) -> Result<()> {
+        let bad = |what: &str| Error::IncompatibleState(format!("aggregate state: {what}"));
+        if state.value(COUNTS_ROWS) != Some(i64::from(self.config.counts_rows)) {
+            return Err(bad("written by an aggregate over another kind of stream"));
+        }
+        let batch = Self::one(&state, GROUPS)?;
+        let Columns {
+            keys,
+            states,
+            extra,
+        } = self
+            .layout
+            .split(batch, &[DataType::Boolean], "aggregate groups")?;
+        let g = batch.num_rows();
+        match &mut self.values {
+            Some(v) => {
+                v.intern(&keys, &mut self.scratch)?;
+                if v.len() != g {
+                    return Err(bad("a key appears twice"));
+                }
+            }
+            None if g > 1 => return Err(bad("several groups for an aggregate without keys")),
+            None => {}
+        }
+        self.accs = restore_states(&self.config.aggregates, &states, g)?;
+        self.groups = g;
+        let touched = extra
+            .first()
+            .and_then(|c| c.as_any().downcast_ref::<BooleanArray>())
+            .ok_or_else(|| bad("no changed flags"))?;
+        self.touched = touched.values().iter().collect();
+        self.any_touched = state.value(ANY_TOUCHED).is_some_and(|v| v != 0);
+        let batch = Self::one(&state, EMITTED)?;
+        let mut types = self.result_types();
+        types.push(DataType::Boolean);
+        expect_types(batch, &types, "aggregate results as emitted")?;
+        if batch.num_rows() > g {
+            return Err(bad("more results emitted than groups"));
+        }
+        let mut columns = batch.columns().to_vec();
+        let present = columns.pop().ok_or_else(|| bad("no emitted flags"))?;
+        let present = present
+            .as_any()
+            .downcast_ref::<BooleanArray>()
+            .ok_or_else(|| bad("no emitted flags"))?;
+        self.present = present.values().iter().collect();
+        self.last = columns;
+        Ok(())
+    }
+
     fn process_batch(&mut self, _input: usize, batch: RecordBatch, out: &mut Output) -> Result<()> {
         // Changes wait at most `emit_interval` for the next batch or watermark to carry them
         // out (mini-batching, as Flink's `table.exec.mini-batch`).
@@ -294,4 +416,159 @@ fn changed_rows(ids: &[u32], old: &[ArrayRef], new: &[ArrayRef]) -> Result<Vec<b
         }
     }
     Ok(changed)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
+
+    use datafusion::arrow::array::{Int64Array, StringArray};
+    use datafusion::arrow::datatypes::{Field, Schema};
+    use datafusion::functions_aggregate::average::avg_udaf;
+    use datafusion::functions_aggregate::count::count_udaf;
+    use datafusion::functions_aggregate::sum::sum_udaf;
+
+    use super::*;
+    use crate::ops::testkit::{
+        Row, Step, aggregate, all_aggregates, assert_refused, batch, check_everywhere, column,
+        schema, state_after,
+    };
+
+    fn config(
+        input: &SchemaRef,
+        keyed: bool,
+        aggregates: Vec<AggregateSpec>,
+        emit_interval: Duration,
+        counts_rows: bool,
+    ) -> UnboundedAggregateConfig {
+        let keys = if keyed {
+            vec![column(input, "k")]
+        } else {
+            vec![]
+        };
+        let key_fields: Vec<Field> = if keyed {
+            vec![Field::new("k", DataType::Utf8, false)]
+        } else {
+            vec![]
+        };
+        let mut fields = key_fields.clone();
+        fields.extend(aggregates.iter().map(|a| a.expr.field().as_ref().clone()));
+        fields.push(Field::new(OP_COLUMN, DataType::Int8, false));
+        UnboundedAggregateConfig {
+            keys,
+            key_schema: Arc::new(Schema::new(key_fields)),
+            aggregates,
+            output_schema: Arc::new(Schema::new(fields)),
+            emit_interval,
+            counts_rows,
+        }
+    }
+
+    fn maker(config: UnboundedAggregateConfig) -> impl Fn() -> Box<dyn Operator> {
+        move || Box::new(UnboundedAggregate::new(config.clone()).unwrap()) as Box<dyn Operator>
+    }
+
+    fn script() -> Vec<Step> {
+        let batches: [&[Row]; 6] = [
+            &[("a", 1, 0), ("b", 2, 0), ("a", 3, 0)],
+            &[("a", 1, 0), ("c", 7, 0)],
+            &[("b", -4, 0), ("d", 3, 0)],
+            &[("a", 5, 0), ("c", 6, 0), ("e", 5, 0)],
+            &[("a", 8, 0), ("b", 1, 0)],
+            &[("c", 3, 0), ("f", 1, 0), ("b", 9, 0)],
+        ];
+        let mut steps = Vec::new();
+        for (i, b) in batches.iter().enumerate() {
+            steps.push(Step::Batch(batch(b)));
+            if i % 2 == 1 {
+                steps.push(Step::Watermark(i as i64));
+            }
+        }
+        steps
+    }
+
+    #[test]
+    fn resumes_anywhere() {
+        let input = schema();
+        // An hour: results go out at watermarks; zero: before every batch.
+        for interval in [Duration::from_secs(3600), Duration::ZERO] {
+            for keyed in [true, false] {
+                let c = config(&input, keyed, all_aggregates(&input), interval, false);
+                let out = check_everywhere(&maker(c), &script());
+                assert!(
+                    out.iter()
+                        .any(|l| l.ends_with(&format!("| {UPDATE_BEFORE}"))),
+                    "{out:#?}"
+                );
+            }
+        }
+    }
+
+    /// `k`, `v` already multiplied by the sign, and the sign, as `plan/retract.rs` feeds an
+    /// aggregate over an update stream.
+    fn signed(rows: &[(&str, i64, i64)]) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Utf8, false),
+            Field::new("v", DataType::Int64, false),
+            Field::new("sign", DataType::Int64, false),
+        ]));
+        let k: StringArray = rows.iter().map(|r| Some(r.0)).collect();
+        let v: Int64Array = rows.iter().map(|r| r.1 * r.2).collect();
+        let s: Int64Array = rows.iter().map(|r| r.2).collect();
+        RecordBatch::try_new(schema, vec![Arc::new(k), Arc::new(v), Arc::new(s)]).unwrap()
+    }
+
+    #[test]
+    fn retractions_resume_anywhere() {
+        let input = signed(&[]).schema();
+        let aggs = vec![
+            aggregate(sum_udaf(), Some("sign"), false, &input, "n"),
+            aggregate(sum_udaf(), Some("v"), false, &input, "s"),
+            aggregate(sum_udaf(), Some("sign"), false, &input, "__rows"),
+        ];
+        // Groups go to zero rows (deleted) and come back (inserted again).
+        let batches = [
+            signed(&[("a", 1, 1), ("b", 2, 1), ("a", 3, 1)]),
+            signed(&[("a", 1, -1), ("b", 2, -1)]),
+            signed(&[("b", 5, 1), ("a", 3, -1)]),
+            signed(&[("a", 4, 1), ("c", 1, 1)]),
+            signed(&[("c", 1, -1), ("b", 5, -1), ("b", 6, 1)]),
+            signed(&[("a", 4, -1), ("c", 2, 1)]),
+        ];
+        let mut steps = Vec::new();
+        for (i, b) in batches.into_iter().enumerate() {
+            steps.push(Step::Batch(b));
+            steps.push(Step::Watermark(i as i64));
+        }
+        let c = config(&input, true, aggs, Duration::from_secs(3600), true);
+        let out = check_everywhere(&maker(c), &steps);
+        for op in [DELETE, UPDATE_BEFORE, INSERT] {
+            assert!(
+                out.iter().any(|l| l.ends_with(&format!("| {op}"))),
+                "{out:#?}"
+            );
+        }
+    }
+
+    #[test]
+    fn state_of_other_aggregates_is_refused() {
+        let input = schema();
+        let hour = Duration::from_secs(3600);
+        let count = vec![aggregate(count_udaf(), None, false, &input, "n")];
+        let avg = vec![aggregate(avg_udaf(), Some("v"), false, &input, "n")];
+        let steps = &script()[..3];
+        let state = state_after(
+            &maker(config(&input, true, count.clone(), hour, false)),
+            steps,
+        );
+        assert_refused(
+            maker(config(&input, true, avg, hour, false))(),
+            state.clone(),
+        );
+        assert_refused(
+            maker(config(&input, false, count.clone(), hour, false))(),
+            state.clone(),
+        );
+        assert_refused(maker(config(&input, true, count, hour, true))(), state);
+    }
 }

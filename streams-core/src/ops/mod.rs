@@ -4,6 +4,8 @@
 pub mod aggregate;
 pub mod join;
 mod stateless;
+#[cfg(test)]
+mod testkit;
 pub mod topn;
 pub mod window;
 

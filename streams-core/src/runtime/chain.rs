@@ -118,6 +118,7 @@ impl Chain {
     pub(crate) async fn start(&mut self) -> Result<()> {
         self.stored = vec![false; self.members.len()];
         self.restore().await?;
+        let checkpointing = self.checkpointing.is_some();
         for m in &mut self.members {
             let ctx = &m.context;
             match &mut m.work {
@@ -128,6 +129,7 @@ impl Chain {
                         node: ctx.node,
                         subtask: ctx.subtask,
                         parallelism: ctx.parallelism,
+                        checkpointing,
                         schema: m.sink_schema.clone().unwrap_or_else(|| {
                             Arc::new(datafusion::arrow::datatypes::Schema::empty())
                         }),

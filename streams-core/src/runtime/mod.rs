@@ -300,6 +300,12 @@ impl JobHandle {
     /// Waits until every task has finished. Returns the first error; on an error every other
     /// task is cancelled.
     pub async fn wait(mut self) -> Result<()> {
+        self.join().await
+    }
+
+    /// [`JobHandle::wait`] without giving up the handle, so that it can be raced against a
+    /// timer and the job cancelled (then joined again) when the timer wins.
+    pub async fn join(&mut self) -> Result<()> {
         let mut first: Option<Error> = None;
         while let Some(joined) = self.tasks.join_next().await {
             let err = match joined {

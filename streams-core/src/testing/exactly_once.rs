@@ -17,10 +17,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// The state of every task in one checkpoint.
+type TaskStates = BTreeMap<TaskKey, Vec<u8>>;
+
 #[derive(Debug, Default)]
 struct Stored {
     /// Completed checkpoints: id → (state per task, metadata).
-    complete: BTreeMap<CheckpointId, (BTreeMap<TaskKey, Vec<u8>>, Vec<u8>)>,
+    complete: BTreeMap<CheckpointId, (TaskStates, Vec<u8>)>,
 }
 
 /// Checkpoint storage in memory. Clones share what was completed; each launch should get

@@ -7,15 +7,22 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, BooleanArray, RecordBatch, TimestampMillisecondArray};
-use datafusion::arrow::compute::filter_record_batch;
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::array::{
+    Array, AsArray, BooleanArray, RecordBatch, TimestampMillisecondArray,
+};
+use datafusion::arrow::compute::{concat_batches, filter_record_batch};
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::row::RowConverter;
 
-use super::{Indexed, JoinSpec, JoinType, Pairs, assemble, converter, key_rows, pad_left};
+use super::{
+    Indexed, JoinSpec, JoinType, Pairs, SIDES, assemble, converter, key_rows, pad_left,
+    restored_column, restored_rows,
+};
+use crate::message::Barrier;
 use crate::metrics::OperatorMetrics;
 use crate::operator::{Operator, OperatorContext, OperatorFactory, Output};
 use crate::ops::window::{LATE_PORT, event_times};
+use crate::state::{OperatorState, columns_batch};
 use crate::{Error, Result};
 
 /// An interval join, as the planner builds it.
@@ -263,7 +270,61 @@ impl Operator for IntervalJoin {
         Ok(Some(forward))
     }
 
+    /// State: per side, the buffered rows in one batch (`left`, `right`; every one can still
+    /// join, since each watermark evicts the rest), whether each found a partner
+    /// (`left.matched`, `right.matched`), and the watermark (`watermark`, absent before the
+    /// first). Row times and key indexes are rebuilt from the rows.
+    fn checkpoint(&mut self, _barrier: &Barrier) -> Result<Option<OperatorState>> {
+        let mut state = OperatorState::new();
+        if let Some(wm) = self.watermark {
+            state.put_value(WATERMARK, wm);
+        }
+        for (side, name) in SIDES.into_iter().enumerate() {
+            let s = &self.sides[side];
+            let rows = concat_batches(&self.config.input_schemas[side], &s.rows.batches)?;
+            let matched: BooleanArray = s.matched.iter().flatten().map(|m| Some(*m)).collect();
+            let n = matched.len();
+            state.put_batch(name, rows);
+            state.put_batch(
+                format!("{name}.matched"),
+                columns_batch(vec![Arc::new(matched)], n)?,
+            );
+        }
+        Ok(Some(state))
+    }
+
+    fn restore(&mut self, state: OperatorState) -> Result<()> {
+        let mut sides = [Side::default(), Side::default()];
+        for (side, name) in SIDES.into_iter().enumerate() {
+            let rows = restored_rows(&state, name, &self.config.input_schemas[side])?;
+            let n = rows.num_rows();
+            let matched =
+                restored_column(&state, &format!("{name}.matched"), DataType::Boolean, n)?;
+            if n == 0 {
+                continue;
+            }
+            let (time, keys) = if side == 0 {
+                (self.config.left_time, &self.config.join.left_keys)
+            } else {
+                (self.config.right_time, &self.config.join.right_keys)
+            };
+            let ts = event_times(rows.column(time))?;
+            let keys = key_rows(&self.converter, keys, &rows)?;
+            let s = &mut sides[side];
+            s.rows.insert(rows, &keys);
+            s.times.push(ts);
+            s.matched
+                .push(matched.as_boolean().values().iter().collect());
+        }
+        self.sides = sides;
+        self.watermark = state.value(WATERMARK);
+        Ok(())
+    }
+
     fn close(&mut self, out: &mut Output) -> Result<()> {
         self.process_watermark(i64::MAX, out).map(|_| ())
     }
 }
+
+/// State name of the watermark the join last evicted at.
+const WATERMARK: &str = "watermark";

@@ -7,6 +7,8 @@
 //! by their byte-comparable row encoding, the other side probing, and the output built with
 //! `take` and `interleave` on whole columns.
 
+#[cfg(test)]
+mod checkpoint_tests;
 mod interval;
 mod regular;
 mod window;
@@ -19,7 +21,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, RecordBatch, UInt32Array, new_null_array,
+    Array, ArrayRef, AsArray, RecordBatch, RecordBatchOptions, UInt32Array, new_null_array,
 };
 use datafusion::arrow::buffer::NullBuffer;
 use datafusion::arrow::compute::{interleave, take};
@@ -27,6 +29,7 @@ use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::row::{RowConverter, Rows, SortField};
 use datafusion::physical_expr::PhysicalExpr;
 
+use crate::state::{OperatorState, expect_schema, expect_types};
 use crate::{Error, Result};
 
 /// Which unmatched rows a join keeps. Window and interval joins are inner or left outer;
@@ -239,4 +242,66 @@ pub(crate) fn pad_left(spec: &JoinSpec, left: &RecordBatch, rows: &[u32]) -> Res
     }
     RecordBatch::try_new(Arc::clone(&spec.joined_schema), columns)
         .map_err(|e| Error::Internal(format!("left join padding does not fit: {e}")))
+}
+
+/// The names of the two sides in a join's checkpoint state.
+pub(crate) const SIDES: [&str; 2] = ["left", "right"];
+
+/// The one batch a checkpoint holds under `name`: a missing or repeated batch means the state
+/// is another operator's.
+fn restored_batch<'a>(state: &'a OperatorState, name: &'a str) -> Result<&'a RecordBatch> {
+    let mut found = state.batches_named(name);
+    match (found.next(), found.next()) {
+        (Some(b), None) => Ok(b),
+        (None, _) => Err(Error::IncompatibleState(format!(
+            "the checkpoint has no `{name}` join state; was the query changed?"
+        ))),
+        (Some(_), Some(_)) => Err(Error::IncompatibleState(format!(
+            "the checkpoint has several `{name}` batches where a join keeps one"
+        ))),
+    }
+}
+
+/// Buffered rows restored from batch `name`, checked against `schema` and put back into it
+/// (names, nullability), so that they look like rows that arrived.
+pub(crate) fn restored_rows(
+    state: &OperatorState,
+    name: &str,
+    schema: &SchemaRef,
+) -> Result<RecordBatch> {
+    let batch = restored_batch(state, name)?;
+    expect_schema(batch, schema, name)?;
+    let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+    RecordBatch::try_new_with_options(Arc::clone(schema), batch.columns().to_vec(), &options)
+        .map_err(|e| Error::IncompatibleState(format!("{name}: {e}")))
+}
+
+/// The one column of batch `name` (per-row bookkeeping): of type `data_type`, `rows` long and
+/// without nulls.
+pub(crate) fn restored_column(
+    state: &OperatorState,
+    name: &str,
+    data_type: DataType,
+    rows: usize,
+) -> Result<ArrayRef> {
+    let batch = restored_batch(state, name)?;
+    expect_types(batch, &[data_type], name)?;
+    let column = batch.column(0);
+    if batch.num_rows() != rows || column.null_count() > 0 {
+        return Err(Error::IncompatibleState(format!(
+            "{name}: {} values ({} null) for {rows} buffered rows",
+            batch.num_rows(),
+            column.null_count()
+        )));
+    }
+    Ok(Arc::clone(column))
+}
+
+/// Integer `name` of a checkpoint, which the join always writes.
+pub(crate) fn restored_value(state: &OperatorState, name: &str) -> Result<i64> {
+    state.value(name).ok_or_else(|| {
+        Error::IncompatibleState(format!(
+            "the checkpoint has no `{name}` join state; was the query changed?"
+        ))
+    })
 }

@@ -11,15 +11,17 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, Int8Array, RecordBatch, UInt32Array, new_null_array,
+    Array, ArrayRef, AsArray, Int8Array, RecordBatch, UInt32Array, new_empty_array, new_null_array,
 };
 use datafusion::arrow::compute::{interleave, take};
-use datafusion::arrow::datatypes::{Int8Type, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Int8Type, SchemaRef, UInt32Type};
 use datafusion::arrow::row::{RowConverter, Rows, SortField};
 
-use super::{JoinSpec, Keys, converter, key_rows};
+use super::{JoinSpec, Keys, SIDES, converter, key_rows, restored_column, restored_rows};
 use crate::changelog::{DELETE, INSERT, UPDATE_BEFORE};
+use crate::message::Barrier;
 use crate::operator::{Operator, OperatorFactory, Output};
+use crate::state::{OperatorState, columns_batch};
 use crate::{Error, Result};
 
 /// A regular join, as the planner builds it.
@@ -373,5 +375,96 @@ impl Operator for RegularJoin {
             return Ok(());
         }
         self.process(input, batch, out)
+    }
+
+    /// State: per side, the rows it holds now in one batch of its data columns (`left`,
+    /// `right`; retracted rows and rows with a null key, which nothing can join or retract
+    /// through the index, are left out), grouped by key in index order, and how many rows of
+    /// the other side each joins (`left.matches`, `right.matches`).
+    fn checkpoint(&mut self, _barrier: &Barrier) -> Result<Option<OperatorState>> {
+        let mut state = OperatorState::new();
+        for (s, name) in SIDES.into_iter().enumerate() {
+            let side = &self.sides[s];
+            let mut positions: Vec<(usize, usize)> = Vec::new();
+            let mut matches: Vec<u32> = Vec::new();
+            for e in side.index.values().flatten() {
+                positions.push((e.batch as usize, e.row as usize));
+                matches.push(e.matches);
+            }
+            let schema = self.data_schema(s)?;
+            let columns: Vec<ArrayRef> = schema
+                .fields()
+                .iter()
+                .enumerate()
+                .map(|(c, f)| {
+                    let arrays: Vec<&dyn Array> =
+                        side.batches.iter().map(|b| b.column(c).as_ref()).collect();
+                    if arrays.is_empty() {
+                        return Ok(new_empty_array(f.data_type()));
+                    }
+                    interleave(&arrays, &positions)
+                })
+                .collect::<Result<_, _>>()?;
+            let n = matches.len();
+            state.put_batch(name, RecordBatch::try_new(schema, columns)?);
+            state.put_batch(
+                format!("{name}.matches"),
+                columns_batch(vec![Arc::new(UInt32Array::from(matches))], n)?,
+            );
+        }
+        Ok(Some(state))
+    }
+
+    /// Rebuilds each side from its one batch: key index (in the order written, so equal keys
+    /// keep their order), match counts, and full-row encodings of update inputs.
+    fn restore(&mut self, state: OperatorState) -> Result<()> {
+        for (s, name) in SIDES.into_iter().enumerate() {
+            let rows = restored_rows(&state, name, &self.data_schema(s)?)?;
+            let n = rows.num_rows();
+            let matches = restored_column(&state, &format!("{name}.matches"), DataType::UInt32, n)?;
+            let matches = matches.as_primitive::<UInt32Type>().values();
+            let key_exprs = if s == 0 {
+                &self.config.join.left_keys
+            } else {
+                &self.config.join.right_keys
+            };
+            let side = &mut self.sides[s];
+            let keys = key_rows(&side.keys, key_exprs, &rows)?;
+            side.index.clear();
+            for r in 0..n {
+                if !keys.is_valid(r) {
+                    continue;
+                }
+                let entry = Entry {
+                    batch: 0,
+                    row: r as u32,
+                    matches: matches[r],
+                };
+                let key = keys.rows.row(r);
+                match side.index.get_mut(key.as_ref()) {
+                    Some(list) => list.push(entry),
+                    None => {
+                        side.index.insert(key.as_ref().into(), vec![entry]);
+                    }
+                }
+            }
+            // `rows` stays aligned with `batches`: both hold exactly the restored batch.
+            side.rows = match &side.full {
+                Some(c) => vec![c.convert_columns(rows.columns())?],
+                None => Vec::new(),
+            };
+            side.batches = vec![rows];
+        }
+        Ok(())
+    }
+}
+
+impl RegularJoin {
+    /// The stored columns of side `s`: its input without the change kind.
+    fn data_schema(&self, s: usize) -> Result<SchemaRef> {
+        let width = self.sides[s].width;
+        Ok(Arc::new(
+            self.config.input_schemas[s].project(&(0..width).collect::<Vec<_>>())?,
+        ))
     }
 }

@@ -6,16 +6,21 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, RecordBatch, TimestampMillisecondArray, UInt32Array,
+    Array, ArrayRef, AsArray, Int64Array, RecordBatch, TimestampMillisecondArray, UInt32Array,
 };
 use datafusion::arrow::compute::{concat_batches, take_record_batch};
-use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Int64Type, SchemaRef};
 use datafusion::arrow::row::RowConverter;
 
-use super::{Indexed, JoinSpec, JoinType, Pairs, assemble, converter, key_rows, pad_left};
+use super::{
+    Indexed, JoinSpec, JoinType, Pairs, SIDES, assemble, converter, key_rows, pad_left,
+    restored_column, restored_rows, restored_value,
+};
+use crate::message::Barrier;
 use crate::metrics::OperatorMetrics;
 use crate::operator::{Operator, OperatorContext, OperatorFactory, Output};
 use crate::ops::window::{LATE_PORT, event_times};
+use crate::state::{OperatorState, columns_batch};
 use crate::window::WindowSpec;
 use crate::{Error, Result};
 
@@ -239,7 +244,58 @@ impl Operator for WindowJoin {
         Ok(Some(forward))
     }
 
+    /// State: per side, the rows of every pending window in one batch (`left`, `right`; a row
+    /// in several windows appears once per window), their window ends (`left.window_end`,
+    /// `right.window_end`), and the firing horizon (`horizon`).
+    fn checkpoint(&mut self, _barrier: &Barrier) -> Result<Option<OperatorState>> {
+        let mut state = OperatorState::new();
+        state.put_value(HORIZON, self.horizon);
+        for (side, name) in SIDES.into_iter().enumerate() {
+            let mut ends: Vec<i64> = Vec::new();
+            let mut parts: Vec<&RecordBatch> = Vec::new();
+            for (end, sides) in &self.windows {
+                for b in &sides[side] {
+                    ends.extend(std::iter::repeat_n(*end, b.num_rows()));
+                    parts.push(b);
+                }
+            }
+            let rows = concat_batches(&self.config.input_schemas[side], parts)?;
+            let n = ends.len();
+            state.put_batch(name, rows);
+            state.put_batch(
+                format!("{name}.window_end"),
+                columns_batch(vec![Arc::new(Int64Array::from(ends))], n)?,
+            );
+        }
+        Ok(Some(state))
+    }
+
+    fn restore(&mut self, state: OperatorState) -> Result<()> {
+        let horizon = restored_value(&state, HORIZON)?;
+        let mut windows: BTreeMap<i64, [Vec<RecordBatch>; 2]> = BTreeMap::new();
+        for (side, name) in SIDES.into_iter().enumerate() {
+            let rows = restored_rows(&state, name, &self.config.input_schemas[side])?;
+            let n = rows.num_rows();
+            let ends = restored_column(&state, &format!("{name}.window_end"), DataType::Int64, n)?;
+            let ends = ends.as_primitive::<Int64Type>().values();
+            // Rows of one window were written together: each run becomes one slice.
+            let mut start = 0;
+            while start < n {
+                let end = ends[start];
+                let len = ends[start..].iter().take_while(|e| **e == end).count();
+                windows.entry(end).or_default()[side].push(rows.slice(start, len));
+                start += len;
+            }
+        }
+        self.windows = windows;
+        self.horizon = horizon;
+        Ok(())
+    }
+
     fn close(&mut self, out: &mut Output) -> Result<()> {
         self.process_watermark(i64::MAX, out).map(|_| ())
     }
 }
+
+/// State name of the firing horizon (windows ending at or before it have fired).
+const HORIZON: &str = "horizon";

@@ -14,6 +14,7 @@ use datafusion::physical_expr::{GroupsAccumulatorAdapter, PhysicalExpr};
 use datafusion::physical_plan::aggregates::group_values::{GroupValues, new_group_values};
 use datafusion::physical_plan::aggregates::order::GroupOrdering;
 
+use crate::state::{columns_batch, expect_types};
 use crate::{Error, Result};
 
 /// One aggregate of a window: the function with its arguments, and its `FILTER (WHERE ...)`.
@@ -257,4 +258,165 @@ pub(crate) fn drain_keys(values: &mut dyn GroupValues) -> Result<Vec<ArrayRef>> 
     let keys = values.emit(EmitTo::All)?;
     values.clear_shrink(0);
     Ok(keys)
+}
+
+/// The columns of a checkpointed batch of groups, split.
+pub(crate) struct Columns {
+    pub(crate) keys: Vec<ArrayRef>,
+    pub(crate) states: Vec<Vec<ArrayRef>>,
+    pub(crate) extra: Vec<ArrayRef>,
+}
+
+/// Column types of checkpointed grouped state: the key columns, then each aggregate's state
+/// columns (as its `state_fields` say), so that a restore can split a batch and refuse state
+/// written by another query.
+#[derive(Clone, Debug)]
+pub(crate) struct StateLayout {
+    keys: Vec<DataType>,
+    states: Vec<Vec<DataType>>,
+}
+
+impl StateLayout {
+    pub(crate) fn new(key_schema: &SchemaRef, specs: &[AggregateSpec]) -> Result<Self> {
+        let keys = key_schema
+            .fields()
+            .iter()
+            .map(|f| f.data_type().clone())
+            .collect();
+        let states = specs
+            .iter()
+            .map(|s| {
+                Ok(s.expr
+                    .state_fields()?
+                    .iter()
+                    .map(|f| f.data_type().clone())
+                    .collect())
+            })
+            .collect::<Result<_>>()?;
+        Ok(StateLayout { keys, states })
+    }
+
+    /// The same without key columns (state addressed by something else than keys).
+    pub(crate) fn without_keys(&self) -> StateLayout {
+        StateLayout {
+            keys: Vec::new(),
+            states: self.states.clone(),
+        }
+    }
+
+    /// Only the key columns (the keys of state kept elsewhere).
+    pub(crate) fn keys_only(&self) -> StateLayout {
+        StateLayout {
+            keys: self.keys.clone(),
+            states: Vec::new(),
+        }
+    }
+
+    /// One batch of `rows` groups: `keys`, every aggregate's `states`, then `extra` columns.
+    pub(crate) fn batch(
+        &self,
+        keys: &[ArrayRef],
+        states: &[Vec<ArrayRef>],
+        extra: Vec<ArrayRef>,
+        rows: usize,
+    ) -> Result<RecordBatch> {
+        let mut columns: Vec<ArrayRef> = keys.to_vec();
+        columns.extend(states.iter().flatten().cloned());
+        columns.extend(extra);
+        columns_batch(columns, rows)
+    }
+
+    /// Splits what [`StateLayout::batch`] wrote into keys, states and the `extra` columns,
+    /// checking every column's type.
+    pub(crate) fn split(
+        &self,
+        batch: &RecordBatch,
+        extra: &[DataType],
+        what: &str,
+    ) -> Result<Columns> {
+        let mut types = self.keys.clone();
+        types.extend(self.states.iter().flatten().cloned());
+        types.extend_from_slice(extra);
+        expect_types(batch, &types, what)?;
+        let mut columns = batch.columns().iter().cloned();
+        let keys = columns.by_ref().take(self.keys.len()).collect();
+        let states = self
+            .states
+            .iter()
+            .map(|s| columns.by_ref().take(s.len()).collect())
+            .collect();
+        Ok(Columns {
+            keys,
+            states,
+            extra: columns.collect(),
+        })
+    }
+
+    /// A chunk as a batch.
+    pub(crate) fn chunk_batch(&self, chunk: &StateChunk) -> Result<RecordBatch> {
+        self.batch(&chunk.keys, &chunk.states, Vec::new(), chunk.groups)
+    }
+
+    /// A chunk back from [`StateLayout::chunk_batch`].
+    pub(crate) fn chunk(&self, batch: &RecordBatch, what: &str) -> Result<StateChunk> {
+        let Columns { keys, states, .. } = self.split(batch, &[], what)?;
+        let groups = batch.num_rows();
+        if self.keys.is_empty() && groups > 1 {
+            return Err(Error::IncompatibleState(format!(
+                "{what}: {groups} groups for an aggregate without keys"
+            )));
+        }
+        Ok(StateChunk {
+            keys,
+            states,
+            groups,
+        })
+    }
+}
+
+impl GroupTable {
+    /// The partial state of every group, which the table keeps (detached, then merged back:
+    /// group ids stay as they were).
+    pub(crate) fn snapshot(&mut self) -> Result<StateChunk> {
+        let chunk = self.seal()?;
+        self.merge(&chunk)?;
+        Ok(chunk)
+    }
+}
+
+/// The partial state of groups `0..groups` of `accs`, which keep it: it is detached, then
+/// merged back into fresh accumulators under the same group ids.
+pub(crate) fn copy_states(
+    accs: &mut Vec<Box<dyn GroupsAccumulator>>,
+    specs: &[AggregateSpec],
+    groups: usize,
+) -> Result<Vec<Vec<ArrayRef>>> {
+    let ids: Vec<usize> = (0..groups).collect();
+    let mut fresh = accumulators(specs)?;
+    let mut states = Vec::with_capacity(accs.len());
+    for (acc, back) in accs.iter_mut().zip(&mut fresh) {
+        let state = acc.state(EmitTo::All)?;
+        if groups > 0 {
+            back.merge_batch(&state, &ids, groups)?;
+        }
+        states.push(state);
+    }
+    *accs = fresh;
+    Ok(states)
+}
+
+/// Accumulators holding `states` (from [`copy_states`]) as groups `0..groups`.
+pub(crate) fn restore_states(
+    specs: &[AggregateSpec],
+    states: &[Vec<ArrayRef>],
+    groups: usize,
+) -> Result<Vec<Box<dyn GroupsAccumulator>>> {
+    let ids: Vec<usize> = (0..groups).collect();
+    let mut accs = accumulators(specs)?;
+    if groups > 0 {
+        for (acc, state) in accs.iter_mut().zip(states) {
+            acc.merge_batch(state, &ids, groups)?;
+        }
+    }
+    Ok(accs)
 }

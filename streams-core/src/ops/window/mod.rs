@@ -8,6 +8,8 @@
 //! aggregate.
 
 mod assign;
+#[cfg(test)]
+mod checkpoint_tests;
 mod groups;
 mod panes;
 mod sessions;
@@ -26,12 +28,16 @@ use datafusion::physical_expr::PhysicalExpr;
 pub use assign::WindowAssign;
 pub use groups::AggregateSpec;
 use groups::{Aggregates, Inputs};
-pub(crate) use groups::{accumulators, drain_keys};
+pub(crate) use groups::{
+    Columns, StateLayout, accumulators, copy_states, drain_keys, restore_states,
+};
 use panes::{Bounds, Fired, Panes};
 use sessions::Sessions;
 
+use crate::message::Barrier;
 use crate::metrics::OperatorMetrics;
 use crate::operator::{Operator, OperatorContext, OperatorFactory, Output};
+use crate::state::OperatorState;
 use crate::window::WindowSpec;
 use crate::{Error, Result};
 
@@ -84,6 +90,8 @@ enum State {
 pub struct WindowAggregate {
     config: WindowAggregateConfig,
     aggs: Aggregates,
+    /// Column types of checkpointed keys and aggregate states.
+    layout: StateLayout,
     state: State,
     watermark: Option<i64>,
     /// When the last early results went out (the first batch starts the clock).
@@ -131,9 +139,11 @@ impl WindowAggregate {
             WindowSpec::Session { gap } => State::Sessions(Sessions::new(gap, &aggs)?),
             spec => State::Panes(Panes::new(spec)),
         };
+        let layout = StateLayout::new(&config.key_schema, &config.aggregates)?;
         Ok(WindowAggregate {
             config,
             aggs,
+            layout,
             state,
             watermark: None,
             last_early: None,
@@ -228,7 +238,72 @@ impl WindowAggregate {
     }
 }
 
+/// Names of the window aggregate's checkpoint values.
+const SPEC: [&str; 3] = ["window_kind", "window_a", "window_b"];
+const WATERMARK: &str = "watermark";
+const EARLY_CHANGED: &str = "early_changed";
+const EARLY_STARTED: &str = "early_started";
+
+/// The window spec as three integers, to refuse state of other windows.
+fn spec_values(spec: WindowSpec) -> [i64; 3] {
+    match spec {
+        WindowSpec::Tumble { size, offset } => [0, size, offset],
+        WindowSpec::Hop { size, slide } => [1, size, slide],
+        WindowSpec::Cumulate { step, max } => [2, step, max],
+        WindowSpec::Session { gap } => [3, gap, 0],
+    }
+}
+
 impl Operator for WindowAggregate {
+    /// State: the window spec, the watermark, whether rows arrived since the last early
+    /// results, and the panes (with what has fired) or the open sessions.
+    fn checkpoint(&mut self, _barrier: &Barrier) -> Result<Option<OperatorState>> {
+        let mut state = OperatorState::new();
+        for (name, v) in SPEC.iter().zip(spec_values(self.config.spec)) {
+            state.put_value(*name, v);
+        }
+        if let Some(wm) = self.watermark {
+            state.put_value(WATERMARK, wm);
+        }
+        state.put_value(EARLY_CHANGED, i64::from(self.changed));
+        state.put_value(EARLY_STARTED, i64::from(self.last_early.is_some()));
+        match &mut self.state {
+            State::Panes(p) => p.checkpoint(&self.layout, &mut state)?,
+            State::Sessions(s) => s.checkpoint(&self.layout, &self.aggs.specs, &mut state)?,
+        }
+        Ok(Some(state))
+    }
+
+    fn restore(&mut self, state: OperatorState) -> Result<()> {
+        let expected = spec_values(self.config.spec);
+        let found = SPEC.map(|name| state.value(name));
+        if found != expected.map(Some) {
+            return Err(Error::IncompatibleState(format!(
+                "window state: the checkpoint holds windows {found:?} (kind, sizes), this job \
+                 has {expected:?}; was the query changed?"
+            )));
+        }
+        match &mut self.state {
+            State::Panes(p) => p.restore(&state, &self.layout, &self.aggs)?,
+            State::Sessions(s) => s.restore(&state, &self.layout, &self.aggs.specs)?,
+        }
+        self.watermark = state.value(WATERMARK);
+        self.changed = state.value(EARLY_CHANGED).is_some_and(|v| v != 0);
+        // Processing time does not survive a restart: results held back before it are due at
+        // the first timer.
+        let now = Instant::now();
+        let due = self
+            .config
+            .early_fire
+            .and_then(|every| now.checked_sub(every))
+            .unwrap_or(now);
+        self.last_early = state
+            .value(EARLY_STARTED)
+            .is_some_and(|v| v != 0)
+            .then_some(due);
+        Ok(())
+    }
+
     fn timer_interval(&self) -> Option<Duration> {
         self.config.early_fire
     }

@@ -8,11 +8,15 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use datafusion::arrow::array::{ArrayRef, UInt32Array};
+use std::sync::Arc;
 
-use super::groups::{Aggregates, GroupTable, Inputs, StateChunk};
-use crate::Result;
+use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, Int64Array, UInt32Array};
+use datafusion::arrow::datatypes::DataType;
+
+use super::groups::{Aggregates, GroupTable, Inputs, StateChunk, StateLayout};
+use crate::state::{OperatorState, columns_batch, expect_types};
 use crate::window::{Window, WindowSpec};
+use crate::{Error, Result};
 
 #[derive(Debug, Default)]
 struct Pane {
@@ -131,7 +135,7 @@ impl Panes {
         }
         match pane.live.as_mut() {
             Some(t) => Ok(t),
-            None => Err(crate::Error::Internal("pane without a table".into())),
+            None => Err(Error::Internal("pane without a table".into())),
         }
     }
 
@@ -236,4 +240,111 @@ impl Panes {
             rows,
         })
     }
+}
+
+/// Names of the panes' checkpoint state.
+const FIRED_END: &str = "fired_end";
+const PANES: &str = "panes";
+const PANE_CHUNK: &str = "pane_chunk";
+
+impl Panes {
+    /// Puts every pane into `state`: an index batch (start, number of sealed chunks, whether
+    /// a live table follows) and, in pane order, each pane's chunks then its live table as
+    /// chunk batches. Live tables keep their groups (snapshotted, not sealed).
+    pub(crate) fn checkpoint(
+        &mut self,
+        layout: &StateLayout,
+        state: &mut OperatorState,
+    ) -> Result<()> {
+        state.put_value(FIRED_END, self.fired_end);
+        let n = self.panes.len();
+        let (mut starts, mut chunks, mut live) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        for (&start, pane) in &mut self.panes {
+            starts.push(start);
+            chunks.push(
+                u32::try_from(pane.chunks.len())
+                    .map_err(|_| Error::Internal("more than 2^32 chunks in a pane".into()))?,
+            );
+            live.push(pane.live.is_some());
+            for c in &pane.chunks {
+                state.put_batch(PANE_CHUNK, layout.chunk_batch(c)?);
+            }
+            if let Some(table) = &mut pane.live {
+                state.put_batch(PANE_CHUNK, layout.chunk_batch(&table.snapshot()?)?);
+            }
+        }
+        let index: Vec<ArrayRef> = vec![
+            Arc::new(Int64Array::from(starts)),
+            Arc::new(UInt32Array::from(chunks)),
+            Arc::new(BooleanArray::from(live)),
+        ];
+        state.put_batch(PANES, columns_batch(index, n)?);
+        Ok(())
+    }
+
+    /// Takes back what [`Panes::checkpoint`] put, into empty panes.
+    pub(crate) fn restore(
+        &mut self,
+        state: &OperatorState,
+        layout: &StateLayout,
+        aggs: &Aggregates,
+    ) -> Result<()> {
+        let missing = |what: &str| Error::IncompatibleState(format!("window state: no {what}"));
+        self.fired_end = state.value(FIRED_END).ok_or_else(|| missing(FIRED_END))?;
+        let mut indexes = state.batches_named(PANES);
+        let index = indexes.next().ok_or_else(|| missing(PANES))?;
+        if indexes.next().is_some() {
+            return Err(Error::IncompatibleState(
+                "window state: two pane indexes".into(),
+            ));
+        }
+        expect_types(
+            index,
+            &[DataType::Int64, DataType::UInt32, DataType::Boolean],
+            "window panes",
+        )?;
+        let starts = typed::<Int64Array>(index.column(0))?;
+        let counts = typed::<UInt32Array>(index.column(1))?;
+        let live = typed::<BooleanArray>(index.column(2))?;
+        let mut chunks = state.batches_named(PANE_CHUNK);
+        let mut next_chunk = || -> Result<StateChunk> {
+            let batch = chunks
+                .next()
+                .ok_or_else(|| missing("pane chunk where the index has one"))?;
+            layout.chunk(batch, "window pane state")
+        };
+        self.panes.clear();
+        for i in 0..index.num_rows() {
+            let mut pane = Pane::default();
+            for _ in 0..counts.value(i) {
+                pane.chunks.push(next_chunk()?);
+            }
+            if live.value(i) {
+                let mut table = GroupTable::new(aggs)?;
+                table.merge(&next_chunk()?)?;
+                pane.live = Some(table);
+            }
+            self.panes.insert(starts.value(i), pane);
+        }
+        if chunks.next().is_some() {
+            return Err(Error::IncompatibleState(
+                "window state: more pane chunks than its index lists".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `column` as the array type its checked data type implies.
+pub(crate) fn typed<T: Array + 'static>(column: &ArrayRef) -> Result<&T> {
+    column.as_any().downcast_ref::<T>().ok_or_else(|| {
+        Error::IncompatibleState(format!(
+            "window state: unexpected column of {}",
+            column.data_type()
+        ))
+    })
 }

@@ -6,14 +6,19 @@
 //! and watermarks arrive every few hundred milliseconds, not per row.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, TimestampMillisecondArray};
+use datafusion::arrow::array::{
+    Array, ArrayRef, BooleanArray, Int64Array, TimestampMillisecondArray, UInt32Array,
+};
 use datafusion::arrow::compute::{and, filter};
+use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::row::{RowConverter, Rows, SortField};
 use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
 
-use super::groups::{Aggregates, Inputs};
-use super::panes::{Bounds, Fired};
+use super::groups::{AggregateSpec, Aggregates, Inputs, StateLayout, copy_states, restore_states};
+use super::panes::{Bounds, Fired, typed};
+use crate::state::{OperatorState, columns_batch, expect_types};
 use crate::window::Window;
 use crate::{Error, Result};
 
@@ -344,5 +349,173 @@ impl Sessions {
             values,
             rows: fired_keys.len(),
         }))
+    }
+}
+
+/// Names of the sessions' checkpoint state.
+const SLOTS: &str = "session_slots";
+const MIN_END: &str = "session_min_end";
+const KEY_COUNT: &str = "session_key_count";
+const KEYS: &str = "session_keys";
+const OPEN: &str = "sessions";
+const ABSORBED: &str = "session_absorbed";
+const STATES: &str = "session_states";
+
+impl Sessions {
+    /// Puts the open sessions into `state` as they are: the keys in id order, every session
+    /// (key id, start, end, slot), the slots each absorbed, and every slot's partial state.
+    /// The accumulators keep their state and slots their numbers.
+    pub(crate) fn checkpoint(
+        &mut self,
+        layout: &StateLayout,
+        specs: &[AggregateSpec],
+        state: &mut OperatorState,
+    ) -> Result<()> {
+        state.put_value(SLOTS, self.slots as i64);
+        state.put_value(MIN_END, self.min_end);
+        state.put_value(KEY_COUNT, self.open.len() as i64);
+        if let Some(k) = &self.keys {
+            let keys = k.converter.convert_rows(k.rows.iter())?;
+            state.put_batch(KEYS, columns_batch(keys, k.rows.num_rows())?);
+        }
+        let (mut key, mut start, mut end, mut slot) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut owner, mut absorbed) = (Vec::new(), Vec::new());
+        for (id, sessions) in self.open.iter().enumerate() {
+            for s in sessions {
+                for &a in &s.absorbed {
+                    owner.push(key.len() as u32);
+                    absorbed.push(a);
+                }
+                key.push(id as u32);
+                start.push(s.window.start);
+                end.push(s.window.end);
+                slot.push(s.slot);
+            }
+        }
+        let n = key.len();
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(UInt32Array::from(key)),
+            Arc::new(Int64Array::from(start)),
+            Arc::new(Int64Array::from(end)),
+            Arc::new(UInt32Array::from(slot)),
+        ];
+        state.put_batch(OPEN, columns_batch(columns, n)?);
+        let n = owner.len();
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(UInt32Array::from(owner)),
+            Arc::new(UInt32Array::from(absorbed)),
+        ];
+        state.put_batch(ABSORBED, columns_batch(columns, n)?);
+        let states = copy_states(&mut self.accs, specs, self.slots)?;
+        let batch = layout
+            .without_keys()
+            .batch(&[], &states, Vec::new(), self.slots)?;
+        state.put_batch(STATES, batch);
+        Ok(())
+    }
+
+    /// Takes back what [`Sessions::checkpoint`] put, into empty sessions.
+    pub(crate) fn restore(
+        &mut self,
+        state: &OperatorState,
+        layout: &StateLayout,
+        specs: &[AggregateSpec],
+    ) -> Result<()> {
+        let bad = |what: &str| Error::IncompatibleState(format!("session window state: {what}"));
+        let value = |name: &str| state.value(name).ok_or_else(|| bad(&format!("no {name}")));
+        let one = |name: &str| {
+            let mut all = state.batches_named(name);
+            match (all.next(), all.next()) {
+                (Some(b), None) => Ok(b),
+                _ => Err(bad(&format!("not one {name} batch"))),
+            }
+        };
+        let count = |name: &str| usize::try_from(value(name)?).map_err(|_| bad(name));
+        let slots = count(SLOTS)?;
+        let key_count = count(KEY_COUNT)?;
+        match &mut self.keys {
+            Some(k) => {
+                let keys = layout
+                    .keys_only()
+                    .split(one(KEYS)?, &[], "session window keys")?
+                    .keys;
+                k.rows = k.converter.convert_columns(&keys)?;
+                k.ids = k
+                    .rows
+                    .iter()
+                    .enumerate()
+                    .map(|(id, row)| (row.as_ref().into(), id as u32))
+                    .collect();
+                if k.rows.num_rows() != key_count || k.ids.len() != key_count {
+                    return Err(bad("keys do not match their count"));
+                }
+            }
+            None if key_count > 1 => return Err(bad("several keys for sessions without keys")),
+            None => {}
+        }
+        let open = one(OPEN)?;
+        let types = [
+            DataType::UInt32,
+            DataType::Int64,
+            DataType::Int64,
+            DataType::UInt32,
+        ];
+        expect_types(open, &types, "session windows")?;
+        let key = typed::<UInt32Array>(open.column(0))?;
+        let start = typed::<Int64Array>(open.column(1))?;
+        let end = typed::<Int64Array>(open.column(2))?;
+        let slot = typed::<UInt32Array>(open.column(3))?;
+        let slot_ok = |s: u32| (s as usize) < slots;
+        let mut sessions: Vec<Vec<Session>> = vec![Vec::new(); key_count];
+        let mut place = Vec::with_capacity(open.num_rows());
+        for i in 0..open.num_rows() {
+            let k = key.value(i) as usize;
+            let list = sessions
+                .get_mut(k)
+                .ok_or_else(|| bad("a session of no key"))?;
+            if !slot_ok(slot.value(i)) {
+                return Err(bad("a session's slot is out of range"));
+            }
+            place.push((k, list.len()));
+            list.push(Session {
+                window: Window {
+                    start: start.value(i),
+                    end: end.value(i),
+                },
+                slot: slot.value(i),
+                absorbed: Vec::new(),
+            });
+        }
+        let absorbed = one(ABSORBED)?;
+        expect_types(
+            absorbed,
+            &[DataType::UInt32, DataType::UInt32],
+            "session slots",
+        )?;
+        let owner = typed::<UInt32Array>(absorbed.column(0))?;
+        let other = typed::<UInt32Array>(absorbed.column(1))?;
+        for i in 0..absorbed.num_rows() {
+            let &(k, j) = place
+                .get(owner.value(i) as usize)
+                .ok_or_else(|| bad("a slot absorbed by no session"))?;
+            if !slot_ok(other.value(i)) {
+                return Err(bad("an absorbed slot is out of range"));
+            }
+            sessions[k][j].absorbed.push(other.value(i));
+        }
+        let batch = one(STATES)?;
+        let states = layout
+            .without_keys()
+            .split(batch, &[], "session window aggregates")?
+            .states;
+        if batch.num_rows() != slots {
+            return Err(bad("slot states do not match the slot count"));
+        }
+        self.accs = restore_states(specs, &states, slots)?;
+        self.slots = slots;
+        self.open = sessions;
+        self.min_end = value(MIN_END)?;
+        Ok(())
     }
 }
