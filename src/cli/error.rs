@@ -9,6 +9,17 @@ pub(crate) enum CliError {
     /// The store refused or failed.
     #[error(transparent)]
     Store(#[from] streams_queue::Error),
+    /// A SQL script that does not parse or plan (the message has line and column).
+    #[error(transparent)]
+    Sql(#[from] streams_sql::Error),
+    /// A job failed while running, or could not stop cleanly.
+    #[error("job `{job}`: {message}")]
+    Job {
+        /// The job (its sink table).
+        job: String,
+        /// What went wrong.
+        message: String,
+    },
     /// A combination of arguments that cannot be used (found after parsing).
     #[error("{0}")]
     Usage(String),

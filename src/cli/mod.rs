@@ -7,6 +7,7 @@ mod group;
 mod json_fields;
 mod output;
 mod produce;
+mod run;
 mod topic;
 
 use std::io::{IsTerminal, Write};
@@ -50,6 +51,9 @@ enum Command {
     /// Inspect and administer consumer groups
     #[command(subcommand)]
     Group(group::GroupCommand),
+    /// Run a SQL script: each INSERT INTO becomes a job; Ctrl-C or SIGTERM stops with a
+    /// savepoint that the next run resumes from
+    Run(run::RunArgs),
     /// Run benchmarks and print medians (build with --release)
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -127,6 +131,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Produce(args) => produce::run(&open_store(&dir)?, args),
         Command::Consume(args) => consume::run(&open_store(&dir)?, args),
         Command::Group(cmd) => group::run(&open_store(&dir)?, cmd),
+        Command::Run(args) => run::run(&dir, args),
         Command::Bench(cmd) => bench::run(cmd),
     }
 }

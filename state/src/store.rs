@@ -15,6 +15,7 @@ type Db = DBWithThreadMode<MultiThreaded>;
 pub struct StateStore {
     db: Db,
     path: PathBuf,
+    creating: std::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for StateStore {
@@ -49,7 +50,11 @@ impl StateStore {
             vec!["default".to_string()]
         };
         let db = Db::open_cf(&opts, &path, tables).map_err(rocks)?;
-        Ok(StateStore { db, path })
+        Ok(StateStore {
+            db,
+            path,
+            creating: std::sync::Mutex::new(()),
+        })
     }
 
     /// Where the store lives.
@@ -67,7 +72,11 @@ impl StateStore {
     /// The state table `name` (an operator's), created empty if new.
     pub fn table(&self, name: &str) -> Result<Table<'_>> {
         if self.db.cf_handle(name).is_none() {
-            self.db.create_cf(name, &options()).map_err(self.rocks())?;
+            // Tasks on several threads may ask for a new table at once: one creates it.
+            let _guard = self.creating.lock().unwrap_or_else(|p| p.into_inner());
+            if self.db.cf_handle(name).is_none() {
+                self.db.create_cf(name, &options()).map_err(self.rocks())?;
+            }
         }
         let cf = self.db.cf_handle(name).ok_or_else(|| Error::Corrupt {
             path: self.path.clone(),

@@ -209,7 +209,7 @@ impl QueueWriter {
             if skip > 0 {
                 tracing::info!(
                     table = %self.table, checkpoint = id, queue, skip,
-                    "records of this checkpoint were appended before a crash; appending the rest"
+                    "records of this checkpoint were already appended (by the run before this restart); appending the rest"
                 );
             }
             let rest: Vec<Record> = records.into_iter().skip(skip).collect();

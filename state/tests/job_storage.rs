@@ -1,0 +1,138 @@
+//! A job's checkpoint storage on disk: what a job resumes from after a restart, a savepoint,
+//! a fresh start; damaged checkpoints are skipped with a warning, and when none is usable the
+//! open fails instead of silently starting over.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
+
+use std::fs;
+use std::path::Path;
+use std::sync::Arc;
+
+use streams_core::state::{CheckpointStorage, TaskKey};
+use streams_state::{Error, LocalStorage, StartFrom};
+
+const A: TaskKey = TaskKey {
+    node: 3,
+    subtask: 0,
+};
+const B: TaskKey = TaskKey {
+    node: 3,
+    subtask: 1,
+};
+
+fn open(dir: &Path, from: StartFrom) -> LocalStorage {
+    LocalStorage::open(dir, 2, from).unwrap()
+}
+
+/// Damages one file of checkpoint `id`.
+fn damage(dir: &Path, id: u64) {
+    let chk = dir.join("checkpoints").join(format!("chk-{id:020}"));
+    let victim = fs::read_dir(&chk)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "sst") || p.ends_with("metadata.bin"))
+        .unwrap();
+    let mut bytes = fs::read(&victim).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    fs::write(&victim, bytes).unwrap();
+}
+
+#[test]
+fn a_restart_resumes_from_the_newest_complete_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path(), StartFrom::Latest);
+    assert_eq!(s.restored(), None, "nothing to resume from");
+    s.write(A, b"a1").unwrap();
+    s.write(B, b"b1").unwrap();
+    let info = s.complete(1, b"meta-1").unwrap();
+    assert!(info.bytes > 0);
+    s.write(A, b"a2").unwrap();
+    s.write(B, b"").unwrap();
+    s.complete(2, b"meta-2").unwrap();
+    // Written after checkpoint 2 and never checkpointed: a crash loses it.
+    s.write(A, b"a3").unwrap();
+    drop(s);
+
+    let s = open(dir.path(), StartFrom::Latest);
+    assert_eq!(s.restored(), Some((2, b"meta-2".to_vec())));
+    assert_eq!(s.read(A).unwrap().as_deref(), Some(&b"a2"[..]));
+    assert_eq!(s.read(B).unwrap(), None, "deleted before checkpoint 2");
+    drop(s);
+
+    // Checkpoint 2 is damaged: checkpoint 1, with a warning.
+    damage(dir.path(), 2);
+    let s = open(dir.path(), StartFrom::Latest);
+    assert_eq!(s.restored(), Some((1, b"meta-1".to_vec())));
+    assert_eq!(s.read(B).unwrap().as_deref(), Some(&b"b1"[..]));
+    drop(s);
+
+    // None usable: a clear error, not a silent fresh start.
+    damage(dir.path(), 1);
+    let err = LocalStorage::open(dir.path(), 2, StartFrom::Latest).unwrap_err();
+    assert!(matches!(err, Error::NoCheckpoint(_)), "{err}");
+    assert!(err.to_string().contains("no usable checkpoint"), "{err}");
+
+    // Asked for explicitly, a fresh start forgets them.
+    let s = open(dir.path(), StartFrom::Fresh);
+    assert_eq!(s.restored(), None);
+    assert_eq!(s.read(A).unwrap(), None);
+}
+
+#[test]
+fn savepoints_outlive_retention_and_can_be_started_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path(), StartFrom::Latest);
+    s.write(A, b"at-savepoint").unwrap();
+    let sp = s.savepoint(5, b"meta-5").unwrap();
+    for id in 6..10 {
+        s.write(A, format!("later-{id}").as_bytes()).unwrap();
+        s.complete(id, b"m").unwrap();
+    }
+    drop(s);
+    // Retention keeps two checkpoints; the savepoint stays.
+    let kept = fs::read_dir(dir.path().join("checkpoints"))
+        .unwrap()
+        .count();
+    assert_eq!(kept, 2);
+    let s = open(dir.path(), StartFrom::Savepoint(sp.location.clone().into()));
+    assert_eq!(s.restored(), Some((5, b"meta-5".to_vec())));
+    assert_eq!(s.read(A).unwrap().as_deref(), Some(&b"at-savepoint"[..]));
+    drop(s);
+    let err = LocalStorage::open(
+        dir.path(),
+        2,
+        StartFrom::Savepoint(dir.path().join("savepoints/nonsense")),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("sp-<id>"), "{err}");
+}
+
+#[test]
+fn tasks_may_create_their_tables_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Arc::new(open(dir.path(), StartFrom::Latest));
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let s = Arc::clone(&s);
+            std::thread::spawn(move || {
+                for node in 0..20 {
+                    s.write(TaskKey { node, subtask: t }, b"x").unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    s.complete(1, b"m").unwrap();
+    assert_eq!(
+        s.read(TaskKey {
+            node: 19,
+            subtask: 7
+        })
+        .unwrap()
+        .as_deref(),
+        Some(&b"x"[..])
+    );
+}
