@@ -340,3 +340,98 @@ async fn an_interval_join_survives_repeated_sigkills() {
     assert!(expected.len() > 10_000, "{} matches", expected.len());
     assert_exactly(&got, &expected, &format!("after {killed} kills"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_takes_a_savepoint_that_a_later_run_starts_from() {
+    let n = 600_000;
+    let mut r = rng(11);
+    let (mut ts, mut v, mut k) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..n as i64 {
+        ts.push(BASE + i * 2);
+        v.push((r() % 1000) as i64);
+        k.push(format!("k{}", r() % 50));
+    }
+    let events = Table {
+        name: "events",
+        columns: vec![("ts", ts), ("v", v)],
+        key: Some(k),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    produce(&data, &[&events]);
+    let script = dir.path().join("job.sql");
+    // No periodic checkpoints: what the second run knows comes from the savepoint alone.
+    std::fs::write(
+        &script,
+        "SET 'parallelism.default' = '2';
+         CREATE TABLE events (ts BIGINT, v BIGINT, k STRING,
+             rt AS CAST(ts AS TIMESTAMP(3)),
+             WATERMARK FOR rt AS rt - INTERVAL '100' MILLISECOND)
+         WITH ('connector' = 'queue', 'topic' = 'events', 'scan.bounded.mode' = 'latest-offset');
+         CREATE TABLE out (ws BIGINT, k STRING, n BIGINT, total BIGINT)
+         WITH ('connector' = 'queue', 'topic' = 'out');
+         INSERT INTO out
+         SELECT window_start, k, COUNT(*), SUM(v)
+         FROM TABLE(HOP(TABLE events, DESCRIPTOR(rt), INTERVAL '1' SECOND, INTERVAL '3' SECOND))
+         GROUP BY window_start, window_end, k;",
+    )
+    .unwrap();
+    let child = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("run")
+        .arg(&script)
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1200));
+    // SAFETY: kill(2) on the child's pid, which is still ours to signal (not yet waited for).
+    let rc = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    assert_eq!(rc, 0);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let savepoint = stderr
+        .lines()
+        .find_map(|l| l.split("savepoint ").nth(1))
+        .unwrap_or_else(|| panic!("no savepoint reported: {stderr}"))
+        .trim()
+        .to_string();
+    assert!(savepoint.contains("sp-"), "{savepoint}");
+    let partial = output(&data, &["ws", "k", "n", "total"]).len();
+    // The next run starts from the savepoint, named explicitly, with a state dir of its own.
+    let out = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("run")
+        .arg(&script)
+        .arg("--state-dir")
+        .arg(dir.path().join("other-state"))
+        .arg("--from-savepoint")
+        .arg(&savepoint)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got = output(&data, &["ws", "k", "n", "total"]);
+    let expected = reference(
+        &[&events],
+        "SELECT ws, k, count(*), sum(v) FROM (
+            SELECT ts - ts % 1000 - o * 1000 AS ws, k, v
+            FROM events CROSS JOIN (VALUES (0), (1), (2)) AS offsets(o)) w
+         GROUP BY ws, k",
+    )
+    .await;
+    assert!(
+        partial > 0 && partial < expected.len(),
+        "the stop came mid-way: {partial} of {} rows",
+        expected.len()
+    );
+    assert_exactly(&got, &expected, "stop with savepoint, then resume");
+}

@@ -35,7 +35,7 @@ pub(crate) struct EngineFigure {
 
 /// Drops everything, counting rows (so results are computed, not optimised away).
 #[derive(Clone, Debug, Default)]
-struct Discard(Arc<std::sync::atomic::AtomicU64>);
+pub(crate) struct Discard(pub(crate) Arc<std::sync::atomic::AtomicU64>);
 
 impl SinkFactory for Discard {
     fn name(&self) -> &str {
@@ -57,7 +57,7 @@ impl Sink for Discard {
     }
 }
 
-fn schema() -> SchemaRef {
+pub(crate) fn schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("key", DataType::Int64, false),
         Field::new("price", DataType::Int64, false),
@@ -71,7 +71,7 @@ fn schema() -> SchemaRef {
 
 /// `rows` rows in batches of 8192 over 100 s of event time (100 K rows/s at 10 M rows), keys
 /// uniformly random, dealt to `splits` splits in order.
-fn generate(rows: usize, keys: u64, splits: usize) -> Result<Vec<Vec<RecordBatch>>> {
+pub(crate) fn generate(rows: usize, keys: u64, splits: usize) -> Result<Vec<Vec<RecordBatch>>> {
     const BATCH: usize = 8192;
     let span_ms = 100_000i64;
     let mut x = 0x9e37_79b9_7f4a_7c15u64;

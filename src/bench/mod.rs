@@ -1,5 +1,6 @@
 //! `rstreams bench`: benchmarks that print medians, for the README and closing notes.
 
+pub(crate) mod checkpoint;
 pub(crate) mod engine;
 pub(crate) mod queue;
 

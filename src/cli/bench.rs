@@ -7,6 +7,7 @@ use clap::{Args, Subcommand};
 
 use super::output::{Align, Table, print};
 use super::{CliError, Format, Result};
+use crate::bench::checkpoint;
 use crate::bench::engine::{self, EngineBenchOptions};
 use crate::bench::queue::{self, Figure, QueueBenchOptions};
 
@@ -18,6 +19,36 @@ pub(crate) enum BenchCommand {
     /// The engine: filter + projection, TUMBLE, HOP and SESSION aggregates over pre-generated
     /// in-memory rows, input rows per second. Build with --release.
     Engine(EngineBenchArgs),
+    /// Checkpoints: TUMBLE throughput with checkpoints every --interval vs none, checkpoint and
+    /// savepoint duration and size for --state-keys keys, and recovery to the first output.
+    /// Build with --release.
+    Checkpoint(CheckpointBenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CheckpointBenchArgs {
+    /// Input rows per throughput run
+    #[arg(long, default_value_t = 100_000_000)]
+    rows: usize,
+    /// Distinct keys of the throughput runs
+    #[arg(long, default_value_t = 100_000)]
+    keys: u64,
+    /// Subtasks per operator (and source splits)
+    #[arg(long, default_value_t = 2)]
+    parallelism: usize,
+    /// Runs per throughput figure; the median is reported
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Checkpoint interval, e.g. 1s
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    interval: std::time::Duration,
+    /// Keys of window state in the checkpoint-duration run
+    #[arg(long, default_value_t = 1_000_000)]
+    state_keys: u64,
+    /// Where to make the scratch folder (`rstreams-bench-PID`, removed afterwards)
+    /// [default: the system temporary directory]
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -75,7 +106,78 @@ pub(crate) fn run(cmd: BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Queue(args) => queue_bench(args),
         BenchCommand::Engine(args) => engine_bench(args),
+        BenchCommand::Checkpoint(args) => checkpoint_bench(args),
     }
+}
+
+fn checkpoint_bench(args: CheckpointBenchArgs) -> Result<()> {
+    if args.rows < 1000 || args.runs == 0 || args.parallelism == 0 || args.keys == 0 {
+        return Err(CliError::Usage(
+            "bench checkpoint needs --rows >= 1000, --runs >= 1, --parallelism >= 1 and \
+             --keys >= 1"
+                .into(),
+        ));
+    }
+    let dir = args
+        .dir
+        .unwrap_or_else(std::env::temp_dir)
+        .join(format!("rstreams-bench-{}", std::process::id()));
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let _ = writeln!(
+        std::io::stderr(),
+        "bench checkpoint: {} rows, {} keys, checkpoints every {:?}, parallelism {}, median of \
+         {} runs, {} state keys, {cores} cores, scratch {}",
+        args.rows,
+        args.keys,
+        args.interval,
+        args.parallelism,
+        args.runs,
+        args.state_keys,
+        dir.display()
+    );
+    let opts = checkpoint::CheckpointBenchOptions {
+        rows: args.rows,
+        keys: args.keys,
+        parallelism: args.parallelism,
+        runs: args.runs,
+        interval: args.interval,
+        state_keys: args.state_keys,
+        dir: dir.clone(),
+    };
+    let figures = checkpoint::run(&opts);
+    let _ = std::fs::remove_dir_all(&dir);
+    let f = figures.map_err(|e| CliError::Usage(format!("benchmark failed: {e}")))?;
+    let overhead = 100.0 * (1.0 - f.rows_per_sec_with / f.rows_per_sec_without);
+    let mut t = Table::new(&[("measure", Align::Left), ("value", Align::Right)]);
+    let rows = [
+        (
+            "TUMBLE rows/s, no checkpoints",
+            format!("{:.0}", f.rows_per_sec_without),
+        ),
+        (
+            "TUMBLE rows/s, checkpoints",
+            format!("{:.0}", f.rows_per_sec_with),
+        ),
+        ("throughput overhead", format!("{overhead:.1}%")),
+        (
+            "checkpoints per run",
+            format!("{:.0}", f.checkpoints_per_run),
+        ),
+        (
+            "checkpoint of the state keys, ms",
+            format!("{:.0}", f.checkpoint_ms),
+        ),
+        ("checkpoint size, bytes", f.checkpoint_bytes.to_string()),
+        ("savepoint on stop, ms", format!("{:.0}", f.savepoint_ms)),
+        (
+            "restore to first output, ms",
+            format!("{:.0}", f.recovery_ms),
+        ),
+    ];
+    for (k, v) in rows {
+        t.row(vec![k.to_string(), v]);
+    }
+    print(&t.render())
 }
 
 fn engine_bench(args: EngineBenchArgs) -> Result<()> {
