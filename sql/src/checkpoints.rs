@@ -123,3 +123,49 @@ impl SqlEngine {
         Ok(launch(graph, &runtime)?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use streams_core::connector::ConnectorRegistry;
+
+    #[test]
+    fn checkpoint_options_are_flinks_and_checked() {
+        let mut e = SqlEngine::new(ConnectorRegistry::new());
+        e.execute(
+            "SET 'execution.checkpointing.interval' = '10s';
+             SET 'execution.checkpointing.timeout' = '1min';
+             SET 'state.checkpoints.dir' = 'file:///tmp/ck';
+             SET 'state.checkpoints.num-retained' = '5';",
+        )
+        .unwrap();
+        let s = e.checkpoint_settings();
+        assert_eq!(s.interval, Some(Duration::from_secs(10)));
+        assert_eq!(s.timeout, Some(Duration::from_secs(60)));
+        assert_eq!(s.dir.as_deref(), Some(std::path::Path::new("/tmp/ck")));
+        assert_eq!(s.retained, Some(5));
+        e.execute("SET 'execution.checkpointing.interval' = '0s';")
+            .unwrap();
+        assert_eq!(
+            e.checkpoint_settings().interval,
+            None,
+            "zero turns them off"
+        );
+        let err = e
+            .execute("SET 'execution.checkpointing.interval' = 'often';")
+            .unwrap_err();
+        assert!(err.to_string().contains("not a duration"), "{err}");
+        let err = e
+            .execute("SET 'state.checkpoints.num-retained' = '0';")
+            .unwrap_err();
+        assert!(err.to_string().contains("positive integer"), "{err}");
+        let err = e
+            .execute("SET 'execution.checkpointing.intervall' = '1s';")
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("did you mean 'execution.checkpointing.interval'"),
+            "{err}"
+        );
+    }
+}

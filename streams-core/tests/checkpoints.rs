@@ -326,3 +326,35 @@ async fn a_checkpoint_of_another_query_is_refused() {
     );
     assert!(err.to_string().contains("another job"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dsl_pipeline_checkpoints_and_stops_with_a_savepoint() {
+    use streams_core::dsl::{Pipeline, Tumble};
+    let evs = events(20_000, 40, 1, 0, 18);
+    let storage = MemoryCheckpoints::new();
+    let sink = TransactionalSink::new();
+    let p = Pipeline::new()
+        .parallelism(2)
+        .checkpointing(Duration::from_millis(5), Arc::new(storage.resume()));
+    p.source("t", Arc::new(paced(&evs, 2, 50)))
+        .unwrap()
+        .event_time("ts", Duration::from_millis(20))
+        .unwrap()
+        .key_by([col("k")])
+        .window(Tumble::of(Duration::from_millis(500)))
+        .aggregate([count(lit(1)).alias("n")])
+        .unwrap()
+        .sink("out", Arc::new(sink.clone()))
+        .unwrap();
+    let handle = p.execute().unwrap();
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    let metrics = handle.metrics();
+    let savepoint = handle.stop().await.unwrap().expect("a savepoint");
+    let m = metrics.checkpoints();
+    assert_eq!(m.last_id, Some(savepoint.id));
+    assert!(
+        m.completed >= 2,
+        "periodic checkpoints, then the savepoint: {m:?}"
+    );
+    assert!(storage.completed().contains(&savepoint.id));
+}

@@ -217,9 +217,13 @@ impl SourceFactory for NexmarkSource {
                     .with_step(self.splits as u64),
                 remaining: self.split_events(i),
                 ended: false,
+                index: i as u64,
+                emitted: 0,
             })
             .collect();
         Ok(Box::new(NexmarkSubtask {
+            config: self.config.clone(),
+            total_splits: self.splits as u64,
             builder: BatchBuilder::new(&self.layout, self.batch_size),
             layout: self.layout.clone(),
             batch_size: self.batch_size,
@@ -236,11 +240,17 @@ struct SplitGenerator {
     remaining: Option<u64>,
     /// Whether its end was reported, so its watermark stops holding the others back.
     ended: bool,
+    /// Its index among all splits (its first event's number).
+    index: u64,
+    /// Events generated so far: the split's position.
+    emitted: u64,
 }
 
 /// The splits one subtask generates, taken in turn a batch at a time.
 #[derive(Debug)]
 struct NexmarkSubtask {
+    config: nexmark::config::NexmarkConfig,
+    total_splits: u64,
     builder: BatchBuilder,
     layout: Layout,
     batch_size: usize,
@@ -252,6 +262,41 @@ struct NexmarkSubtask {
 impl Source for NexmarkSubtask {
     fn splits(&self) -> usize {
         self.splits.len()
+    }
+
+    /// The events generated per split: the generator is deterministic, so a job resumes
+    /// exactly where its checkpoint was.
+    fn snapshot_position(
+        &mut self,
+        _checkpoint: streams_core::checkpoint::CheckpointId,
+    ) -> Result<Vec<u8>> {
+        Ok(self
+            .splits
+            .iter()
+            .flat_map(|s| s.emitted.to_le_bytes())
+            .collect())
+    }
+
+    fn restore_position(&mut self, position: &[u8]) -> Result<()> {
+        if position.len() != 8 * self.splits.len() {
+            return Err(streams_core::Error::IncompatibleState(format!(
+                "nexmark: a position for {} splits, this subtask has {}",
+                position.len() / 8,
+                self.splits.len()
+            )));
+        }
+        for (s, p) in self.splits.iter_mut().zip(position.chunks_exact(8)) {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(p);
+            let done = u64::from_le_bytes(b);
+            // Event numbers index + k * step: start at the first one not yet emitted.
+            s.generator = EventGenerator::new(self.config.clone())
+                .with_offset(s.index + done * self.total_splits)
+                .with_step(self.total_splits);
+            s.remaining = s.remaining.map(|r| r.saturating_sub(done));
+            s.emitted = done;
+        }
+        Ok(())
     }
 
     async fn next(&mut self) -> Result<SourceEvent> {
@@ -276,6 +321,7 @@ impl Source for NexmarkSubtask {
             if let Some(r) = &mut split.remaining {
                 *r -= count;
             }
+            split.emitted += count;
             let batch = self.builder.finish(&self.layout)?;
             return Ok(SourceEvent::Batch { split: i, batch });
         }

@@ -127,6 +127,53 @@ async fn events_do_not_depend_on_splits_and_each_split_is_in_time_order() {
 }
 
 #[tokio::test]
+async fn a_resumed_subtask_generates_exactly_the_events_not_yet_emitted() {
+    let source = NexmarkSource::new(
+        "nexmark",
+        event_table(),
+        &options(&[
+            ("events.num", "3001"),
+            ("splits", "3"),
+            ("batch-size", "64"),
+            ("base-time", "1000"),
+        ]),
+    )
+    .unwrap();
+    let whole = drain(&source, 0, 2).await;
+    for cut in [0, 1, 5, 11] {
+        let mut first = source.create(0, 2).unwrap();
+        let mut got = Vec::new();
+        while got.len() < cut {
+            match first.next().await.unwrap() {
+                SourceEvent::Batch { split, batch } => got.push((split, batch)),
+                SourceEvent::End => break,
+                _ => {}
+            }
+        }
+        let position = first.snapshot_position(1).unwrap();
+        let mut second = source.create(0, 2).unwrap();
+        second.restore_position(&position).unwrap();
+        loop {
+            match second.next().await.unwrap() {
+                SourceEvent::Batch { split, batch } => got.push((split, batch)),
+                SourceEvent::End => break,
+                _ => {}
+            }
+        }
+        assert_eq!(
+            fingerprint(&got),
+            fingerprint(&whole),
+            "cut after {cut} batches"
+        );
+    }
+    let mut other = source.create(1, 2).unwrap();
+    assert!(
+        other.restore_position(&[0; 16]).is_err(),
+        "subtask 1 has one split"
+    );
+}
+
+#[tokio::test]
 async fn declared_subset_of_fields_is_projected_and_cast() {
     let bid = DataType::Struct(
         vec![
