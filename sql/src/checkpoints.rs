@@ -144,8 +144,11 @@ mod tests {
         assert_eq!(s.timeout, Some(Duration::from_secs(60)));
         assert_eq!(s.dir.as_deref(), Some(std::path::Path::new("/tmp/ck")));
         assert_eq!(s.retained, Some(5));
-        e.execute("SET 'execution.checkpointing.interval' = '0s';")
-            .unwrap();
+        e.execute(
+            "SET 'execution.checkpointing.interval' = '0s'; SET 'table.exec.state.ttl' = '1h';",
+        )
+        .unwrap();
+        assert_eq!(e.config().state_ttl, Some(Duration::from_secs(3600)));
         assert_eq!(
             e.checkpoint_settings().interval,
             None,

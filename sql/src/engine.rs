@@ -201,12 +201,17 @@ impl SqlEngine {
                 let d = duration(&value)?;
                 self.idle_timeout = (!d.is_zero()).then_some(d);
             }
+            "table.exec.state.ttl" => {
+                let d = duration(&value)?;
+                self.config.state_ttl = (!d.is_zero()).then_some(d);
+            }
             k if crate::checkpoints::KEYS.contains(&k) => self.checkpoints.set(k, &value)?,
             other => {
                 let known = [
                     "parallelism.default",
                     "pipeline.auto-watermark-interval",
                     "table.exec.source.idle-timeout",
+                    "table.exec.state.ttl",
                 ];
                 let known: Vec<&str> = known
                     .into_iter()

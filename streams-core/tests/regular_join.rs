@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use proptest::prelude::*;
 use streams_core::arrow::array::{Array, AsArray, Int8Array, Int64Array, RecordBatch};
@@ -76,6 +77,7 @@ fn config(join_type: JoinType, updates: [bool; 2], filter: bool) -> RegularJoinC
             side_schema(["k2", "w"], updates[1]),
         ],
         output_schema: Arc::new(Schema::new(out)),
+        ttl: None,
     }
 }
 
@@ -249,4 +251,58 @@ proptest! {
         }
         prop_assert_eq!(table, reference(&held_l, &held_r, join_type, filter));
     }
+}
+
+/// With a state TTL, rows of a key nobody wrote for the TTL stop joining; keys written since
+/// keep joining, and without a TTL nothing is forgotten.
+#[test]
+fn rows_past_their_ttl_are_forgotten() {
+    let run = |ttl: Option<Duration>| {
+        let mut config = config(JoinType::Inner, [false, false], false);
+        config.ttl = ttl;
+        let mut op = config.create(0, 1).unwrap();
+        let left = &config.input_schemas[0];
+        let right = &config.input_schemas[1];
+        let mut out = Output::new();
+        let mut held = Vec::new();
+        let l = batches(
+            left,
+            &[Change::Insert(1, 10), Change::Insert(2, 20)],
+            8,
+            false,
+            &mut held,
+        );
+        op.process_batch(0, l[0].clone(), &mut out).unwrap();
+        std::thread::sleep(Duration::from_millis(80));
+        // Key 2 is written again on the left: its clock starts over; key 1's does not.
+        let l = batches(left, &[Change::Insert(2, 21)], 8, false, &mut held);
+        op.process_batch(0, l[0].clone(), &mut out).unwrap();
+        op.on_timer(&mut out).unwrap();
+        let r = batches(
+            right,
+            &[Change::Insert(1, 5), Change::Insert(2, 6)],
+            8,
+            false,
+            &mut held,
+        );
+        op.process_batch(1, r[0].clone(), &mut out).unwrap();
+        let mut table = BTreeMap::new();
+        for b in out.take(0) {
+            apply(&mut table, &b);
+        }
+        table.keys().map(|row| (row.0, row.1)).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        run(None),
+        vec![
+            (Some(1), Some(10)),
+            (Some(2), Some(20)),
+            (Some(2), Some(21))
+        ]
+    );
+    assert_eq!(
+        run(Some(Duration::from_millis(50))),
+        vec![(Some(2), Some(20)), (Some(2), Some(21))],
+        "key 1's row expired; key 2's rows were kept with their key"
+    );
 }

@@ -117,6 +117,13 @@ impl Pipeline {
         self
     }
 
+    /// Forgets unbounded state (regular joins, unbounded aggregates) that nothing updated for
+    /// `ttl` (SQL: `SET 'table.exec.state.ttl'`).
+    pub fn state_ttl(self, ttl: Duration) -> Self {
+        self.with_inner(|i| i.config.state_ttl = (!ttl.is_zero()).then_some(ttl));
+        self
+    }
+
     /// All job options at once.
     pub fn with_config(self, config: JobConfig) -> Self {
         self.with_inner(|i| i.config = config);

@@ -34,7 +34,10 @@ pub struct JobConfig {
     pub parallelism: usize,
     /// How often sources emit watermarks; zero: after every batch. Default 200 ms.
     pub watermark_interval: Duration,
-    /// Channels and key groups.
+    /// Forget unbounded state (regular joins, unbounded aggregates) not updated for this long
+    /// (processing time; SQL `SET 'table.exec.state.ttl'`). Default: never.
+    pub state_ttl: Option<Duration>,
+    /// Channels, key groups and checkpoints.
     pub runtime: RuntimeConfig,
 }
 
@@ -43,6 +46,7 @@ impl Default for JobConfig {
         JobConfig {
             parallelism: 1,
             watermark_interval: Duration::from_millis(200),
+            state_ttl: None,
             runtime: RuntimeConfig::default(),
         }
     }

@@ -132,6 +132,7 @@ impl Compiler<'_> {
                 Arc::new(j.right.schema().as_arrow().clone()),
             ],
             output_schema: out,
+            ttl: self.config.state_ttl,
         };
         let parallelism = self.keyed_parallelism(&left_keys);
         let detail = explain(j).trim_start_matches("StreamJoin: ").to_string();
@@ -170,6 +171,7 @@ impl Compiler<'_> {
                 .watermark_interval
                 .max(std::time::Duration::from_millis(1)),
             counts_rows: a.retracting,
+            ttl: self.config.state_ttl,
         };
         let detail = explain(a);
         let detail = detail.trim_start_matches("UpdateAggregate: ");

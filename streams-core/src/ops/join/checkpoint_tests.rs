@@ -387,6 +387,7 @@ fn regular_join(
             plain_schema(1, updates[1], key_type),
         ],
         output_schema: Arc::new(Schema::new(out)),
+        ttl: None,
     }
 }
 

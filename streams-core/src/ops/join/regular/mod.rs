@@ -24,6 +24,8 @@ use crate::operator::{Operator, OperatorFactory, Output};
 use crate::state::{OperatorState, columns_batch};
 use crate::{Error, Result};
 
+mod ttl;
+
 /// A regular join, as the planner builds it.
 #[derive(Clone, Debug)]
 pub struct RegularJoinConfig {
@@ -35,6 +37,10 @@ pub struct RegularJoinConfig {
     pub input_schemas: [SchemaRef; 2],
     /// The joined columns, then the change kind unless the output only inserts.
     pub output_schema: SchemaRef,
+    /// Forget a side's rows of a key that has not been written for this long (processing
+    /// time; Flink's `table.exec.state.ttl`). As in Flink, nothing is retracted, and later rows
+    /// no longer join the forgotten ones. `None`: keep every row.
+    pub ttl: Option<std::time::Duration>,
 }
 
 impl RegularJoinConfig {
@@ -76,6 +82,7 @@ impl OperatorFactory for RegularJoinConfig {
                 batches: Vec::new(),
                 rows: Vec::new(),
                 index: HashMap::new(),
+                ttl: ttl::Clock::default(),
             })
         };
         Ok(Box::new(RegularJoin {
@@ -105,6 +112,8 @@ struct Side {
     /// Full-row encodings per batch (update inputs only).
     rows: Vec<Rows>,
     index: HashMap<Box<[u8]>, Vec<Entry>>,
+    /// With a TTL: when each key was last written.
+    ttl: ttl::Clock,
 }
 
 /// One subtask of a regular join.
@@ -170,6 +179,7 @@ impl RegularJoin {
         };
         let mut emits: Vec<Emit> = Vec::new();
         let (outer_this, outer_other) = (self.config.outer[s], self.config.outer[o]);
+        let now = self.config.ttl.map(|_| std::time::Instant::now());
         for r in 0..n {
             let retract = retracting[r];
             let pairs = (cand_start[r]..cand_start[r + 1]).filter(|c| kept[*c]);
@@ -179,6 +189,9 @@ impl RegularJoin {
             let key = keys.is_valid(r).then(|| keys.rows.row(r));
             if let Some(key) = &key {
                 let key = key.as_ref();
+                if let Some(now) = now {
+                    self.sides[s].ttl.written(key, now);
+                }
                 if retract {
                     let Some(found) = self.find(s, key, full_rows.as_ref(), (b, r)) else {
                         // Retracting a row never seen (e.g. before a restart): nothing joined it.
@@ -367,6 +380,20 @@ impl RegularJoin {
 }
 
 impl Operator for RegularJoin {
+    fn timer_interval(&self) -> Option<std::time::Duration> {
+        self.config.ttl.map(crate::ops::aggregate::sweep_every)
+    }
+
+    fn on_timer(&mut self, _out: &mut Output) -> Result<()> {
+        if let Some(ttl) = self.config.ttl {
+            let now = std::time::Instant::now();
+            for side in &mut self.sides {
+                side.ttl.expire(&mut side.index, ttl, now);
+            }
+        }
+        Ok(())
+    }
+
     fn process_batch(&mut self, input: usize, batch: RecordBatch, out: &mut Output) -> Result<()> {
         if input > 1 {
             return Err(Error::Internal(format!("join input {input} out of range")));
@@ -446,6 +473,14 @@ impl Operator for RegularJoin {
                     None => {
                         side.index.insert(key.as_ref().into(), vec![entry]);
                     }
+                }
+            }
+            // TTL clocks start again at the restore (they are processing time).
+            side.ttl = ttl::Clock::default();
+            if self.config.ttl.is_some() {
+                let now = std::time::Instant::now();
+                for key in side.index.keys() {
+                    side.ttl.written(key, now);
                 }
             }
             // `rows` stays aligned with `batches`: both hold exactly the restored batch.

@@ -30,6 +30,9 @@ use crate::{Error, Result};
 
 pub use crate::changelog::OP_COLUMN;
 
+mod ttl;
+pub(crate) use ttl::sweep_every;
+
 /// An unbounded aggregate, as the planner builds it.
 #[derive(Clone, Debug)]
 pub struct UnboundedAggregateConfig {
@@ -46,6 +49,10 @@ pub struct UnboundedAggregateConfig {
     /// Whether the last aggregate counts each group's rows (over an update stream): a group
     /// whose count falls to 0 is deleted, and inserted again if rows come back.
     pub counts_rows: bool,
+    /// Forget a group no row has updated for this long (processing time; Flink's
+    /// `table.exec.state.ttl`). Its last result stays downstream; a later row for the key
+    /// starts it over with an insert. `None`: keep every group.
+    pub ttl: Option<Duration>,
 }
 
 impl OperatorFactory for UnboundedAggregateConfig {
@@ -70,6 +77,8 @@ pub struct UnboundedAggregate {
     any_touched: bool,
     last_emit: Instant,
     scratch: Vec<usize>,
+    /// With a TTL: when each group was last updated, and when the oldest expires.
+    ttl: ttl::Clock,
 }
 
 impl std::fmt::Debug for UnboundedAggregate {
@@ -105,6 +114,7 @@ impl UnboundedAggregate {
             any_touched: false,
             last_emit: Instant::now(),
             scratch: Vec::new(),
+            ttl: ttl::Clock::default(),
         })
     }
 
@@ -325,6 +335,11 @@ impl Operator for UnboundedAggregate {
             .ok_or_else(|| bad("no emitted flags"))?;
         self.present = present.values().iter().collect();
         self.last = columns;
+        // TTL clocks start again at the restore (they are processing time).
+        self.ttl = ttl::Clock::default();
+        if self.config.ttl.is_some() {
+            self.ttl.updated(&(0..g).collect::<Vec<_>>(), g);
+        }
         Ok(())
     }
 
@@ -374,19 +389,25 @@ impl Operator for UnboundedAggregate {
                 self.touched[g] = true;
             }
             self.any_touched = true;
+            if self.config.ttl.is_some() {
+                self.ttl.updated(&self.scratch, self.groups);
+            }
         }
         Ok(())
     }
 
     fn timer_interval(&self) -> Option<Duration> {
-        Some(self.config.emit_interval)
+        Some(match self.config.ttl {
+            Some(ttl) => self.config.emit_interval.min(ttl::sweep_every(ttl)),
+            None => self.config.emit_interval,
+        })
     }
 
     fn on_timer(&mut self, out: &mut Output) -> Result<()> {
         if self.last_emit.elapsed() >= self.config.emit_interval {
             self.emit(out)?;
         }
-        Ok(())
+        self.expire(out)
     }
 
     fn process_watermark(&mut self, watermark: i64, out: &mut Output) -> Result<Option<i64>> {
@@ -434,7 +455,7 @@ mod tests {
         schema, state_after,
     };
 
-    fn config(
+    pub(super) fn config(
         input: &SchemaRef,
         keyed: bool,
         aggregates: Vec<AggregateSpec>,
@@ -461,6 +482,7 @@ mod tests {
             output_schema: Arc::new(Schema::new(fields)),
             emit_interval,
             counts_rows,
+            ttl: None,
         }
     }
 
