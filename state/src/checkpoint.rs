@@ -71,6 +71,52 @@ fn crc_of(path: &Path) -> Result<(u64, u32)> {
     }
 }
 
+/// Every file under `dir` (recursively), synced, with its name relative to `base`.
+fn collect_files(base: &Path, dir: &Path, out: &mut Vec<FileEntry>) -> Result<()> {
+    for entry in fs::read_dir(dir).map_err(io(dir))? {
+        let entry = entry.map_err(io(dir))?;
+        let path = entry.path();
+        if entry.file_type().map_err(io(&path))?.is_dir() {
+            collect_files(base, &path, out)?;
+            sync_dir(&path)?;
+            continue;
+        }
+        // Hard-linked SSTs are already durable; the rest was just written.
+        File::open(&path)
+            .and_then(|f| f.sync_all())
+            .map_err(io(&path))?;
+        let (size, crc32c) = crc_of(&path)?;
+        let name = path
+            .strip_prefix(base)
+            .map_err(|_| Error::Corrupt {
+                path: path.clone(),
+                reason: "outside its checkpoint".into(),
+            })?
+            .to_string_lossy()
+            .into_owned();
+        out.push(FileEntry { name, size, crc32c });
+    }
+    Ok(())
+}
+
+fn copy_into(from: &Path, to: &Path) -> Result<()> {
+    if let Some(parent) = to.parent() {
+        fs::create_dir_all(parent).map_err(io(parent))?;
+    }
+    fs::copy(from, to).map_err(io(to))?;
+    Ok(())
+}
+
+fn link_or_copy(from: &Path, to: &Path) -> Result<()> {
+    if let Some(parent) = to.parent() {
+        fs::create_dir_all(parent).map_err(io(parent))?;
+    }
+    if fs::hard_link(from, to).is_ok() {
+        return Ok(());
+    }
+    copy_into(from, to)
+}
+
 fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
 }
@@ -144,48 +190,84 @@ impl Checkpoints {
     /// synced under a temporary name, then renamed into place. Older checkpoints beyond the
     /// retained number are deleted afterwards.
     pub fn take(&self, id: u64, store: &StateStore, metadata: &[u8]) -> Result<Manifest> {
-        fs::create_dir_all(&self.root).map_err(io(&self.root))?;
-        let tmp = self.root.join(format!("tmp-{id:020}"));
+        let tmp = self.fresh_tmp(id)?;
+        fs::remove_dir(&tmp).map_err(io(&tmp))?;
+        store.checkpoint_into(&tmp)?;
+        self.finish(id, metadata)
+    }
+
+    fn tmp(&self, id: u64) -> PathBuf {
+        self.root.join(format!("tmp-{}{id:020}", self.prefix))
+    }
+
+    /// An empty staging directory for checkpoint `id`.
+    fn fresh_tmp(&self, id: u64) -> Result<PathBuf> {
+        let tmp = self.tmp(id);
         if tmp.exists() {
             fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
         }
-        store.checkpoint_into(&tmp)?;
+        fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+        Ok(tmp)
+    }
+
+    /// Stages one store of checkpoint `id` under `name` (a store per operator subtask): a
+    /// RocksDB checkpoint, SST files hard-linked. The first store staged starts the checkpoint.
+    pub fn stage(&self, id: u64, name: &str, store: &StateStore) -> Result<()> {
+        let tmp = self.tmp(id);
+        if !tmp.exists() {
+            fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+        }
+        let into = tmp.join(name);
+        if into.exists() {
+            fs::remove_dir_all(&into).map_err(io(&into))?;
+        }
+        store.checkpoint_into(&into)
+    }
+
+    /// Finishes checkpoint `id` from what was staged: writes `metadata`, syncs every file, writes
+    /// the manifest last, renames the checkpoint into place and prunes old ones.
+    pub fn finish(&self, id: u64, metadata: &[u8]) -> Result<Manifest> {
+        let tmp = self.tmp(id);
+        fs::create_dir_all(&tmp).map_err(io(&tmp))?;
         write_synced(&tmp.join(METADATA), metadata)?;
         let mut files = Vec::new();
-        for entry in fs::read_dir(&tmp).map_err(io(&tmp))? {
-            let entry = entry.map_err(io(&tmp))?;
-            let path = entry.path();
-            // Hard-linked SSTs are already durable; the rest was just written.
-            File::open(&path)
-                .and_then(|f| f.sync_all())
-                .map_err(io(&path))?;
-            let (size, crc32c) = crc_of(&path)?;
-            files.push(FileEntry {
-                name: entry.file_name().to_string_lossy().into_owned(),
-                size,
-                crc32c,
-            });
-        }
+        collect_files(&tmp, &tmp, &mut files)?;
         files.sort_by(|a, b| a.name.cmp(&b.name));
         let manifest = Manifest {
             version: FORMAT_VERSION,
             id,
             files,
         };
-        let text = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Corrupt {
-            path: tmp.clone(),
+        self.seal(id, &tmp, &manifest)?;
+        Ok(manifest)
+    }
+
+    /// Writes `manifest` into `tmp` and renames it into place as checkpoint `id`.
+    fn seal(&self, id: u64, tmp: &Path, manifest: &Manifest) -> Result<()> {
+        let text = serde_json::to_vec_pretty(manifest).map_err(|e| Error::Corrupt {
+            path: tmp.to_path_buf(),
             reason: format!("manifest: {e}"),
         })?;
         write_synced(&tmp.join(MANIFEST), &text)?;
-        sync_dir(&tmp)?;
+        sync_dir(tmp)?;
         let dir = self.dir(id);
         if dir.exists() {
             fs::remove_dir_all(&dir).map_err(io(&dir))?;
         }
-        fs::rename(&tmp, &dir).map_err(io(&dir))?;
+        fs::rename(tmp, &dir).map_err(io(&dir))?;
         sync_dir(&self.root)?;
-        self.prune()?;
-        Ok(manifest)
+        self.prune()
+    }
+
+    /// Copies checkpoint `manifest.id` of `from` here (a savepoint of a checkpoint): files are
+    /// hard-linked when possible, copied otherwise.
+    pub fn import(&self, from: &Checkpoints, manifest: &Manifest) -> Result<()> {
+        let tmp = self.fresh_tmp(manifest.id)?;
+        let src = from.dir(manifest.id);
+        for f in &manifest.files {
+            link_or_copy(&src.join(&f.name), &tmp.join(&f.name))?;
+        }
+        self.seal(manifest.id, &tmp, manifest)
     }
 
     /// Ids of the checkpoints that finished (have a manifest), oldest first.
@@ -284,6 +366,13 @@ impl Checkpoints {
     /// Restores checkpoint `manifest.id` into `into` and opens it. SST files are immutable and
     /// are hard-linked when possible; the files RocksDB rewrites are copied.
     pub fn restore(&self, manifest: &Manifest, into: &Path) -> Result<StateStore> {
+        self.restore_files(manifest, into)?;
+        StateStore::open(into)
+    }
+
+    /// Puts the files of checkpoint `manifest.id` (but its metadata) into `into`, replacing
+    /// what is there: SST files hard-linked when possible, the files RocksDB rewrites copied.
+    pub fn restore_files(&self, manifest: &Manifest, into: &Path) -> Result<()> {
         let dir = self.dir(manifest.id);
         if into.exists() {
             fs::remove_dir_all(into).map_err(io(into))?;
@@ -294,12 +383,13 @@ impl Checkpoints {
                 continue;
             }
             let (from, to) = (dir.join(&f.name), into.join(&f.name));
-            let linked = f.name.ends_with(".sst") && fs::hard_link(&from, &to).is_ok();
-            if !linked {
-                fs::copy(&from, &to).map_err(io(&to))?;
+            if f.name.ends_with(".sst") {
+                link_or_copy(&from, &to)?;
+            } else {
+                // Files RocksDB rewrites in place must not be shared with the checkpoint.
+                copy_into(&from, &to)?;
             }
         }
-        sync_dir(into)?;
-        StateStore::open(into)
+        sync_dir(into)
     }
 }

@@ -2,22 +2,24 @@
 //! RocksDB working store and its checkpoints.
 //!
 //! ```text
-//! <dir>/working/              RocksDB: a column family per operator node (`op-<node>`), one
-//!                             value per subtask (its encoded state)
-//! <dir>/checkpoints/chk-<id>/ complete checkpoints (the newest `retain` are kept)
-//! <dir>/savepoints/sp-<id>/   savepoints (kept until deleted by hand)
+//! <dir>/working/<node>-<subtask>/              RocksDB of one operator subtask: its state
+//!                                              (table `state`) and keyed tables it spills to
+//! <dir>/checkpoints/chk-<id>/<node>-<subtask>/ its RocksDB checkpoint (SSTs hard-linked),
+//!                   metadata.bin, MANIFEST.json  taken when the subtask handed checkpoint `id`
+//!                                              over; complete checkpoints, newest `retain` kept
+//! <dir>/savepoints/sp-<id>/                    savepoints (kept until deleted by hand)
 //! ```
 //!
 //! On open, the working store is always rebuilt from the checkpoint the job resumes from (or
 //! emptied when it starts fresh): what a crashed run wrote after its last complete checkpoint
 //! belongs to no checkpoint and is thrown away.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use streams_core::checkpoint::CheckpointId;
-use streams_core::state::{CheckpointInfo, CheckpointStorage, TaskKey};
+use streams_core::state::{CheckpointInfo, CheckpointStorage, KeyedState, TaskKey};
 
 use crate::checkpoint::{Checkpoints, Manifest};
 use crate::error::{Error, Result, io};
@@ -37,7 +39,9 @@ pub enum StartFrom {
 /// Checkpoint storage of one job in a local directory.
 #[derive(Debug)]
 pub struct LocalStorage {
-    store: StateStore,
+    working: PathBuf,
+    /// The stores of the subtasks opened so far.
+    stores: Mutex<HashMap<TaskKey, Arc<StateStore>>>,
     checkpoints: Checkpoints,
     savepoints: Checkpoints,
     restored: Option<(CheckpointId, Vec<u8>)>,
@@ -45,12 +49,15 @@ pub struct LocalStorage {
     last_files: Mutex<HashSet<String>>,
 }
 
-fn table_name(node: usize) -> String {
-    format!("op-{node}")
+/// The table holding a subtask's checkpointed state.
+const STATE: &str = "state";
+
+fn task_dir(key: TaskKey) -> String {
+    format!("{}-{}", key.node, key.subtask)
 }
 
-fn subtask_key(subtask: usize) -> [u8; 4] {
-    (subtask as u32).to_be_bytes()
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn core_err(e: Error) -> streams_core::Error {
@@ -91,23 +98,25 @@ impl LocalStorage {
                 (Some(at), Some(m))
             }
         };
-        let (store, restored, files) = match (source, manifest) {
+        let (restored, files) = match (source, manifest) {
             (Some(at), Some(m)) => {
                 let meta = at.metadata(m.id)?;
-                let store = at.restore(&m, &working)?;
+                at.restore_files(&m, &working)?;
                 let files = m.files.iter().map(|f| f.name.clone()).collect();
                 tracing::info!(checkpoint = m.id, dir = %at.dir(m.id).display(), "restored state");
-                (store, Some((m.id, meta)), files)
+                (Some((m.id, meta)), files)
             }
             _ => {
                 if working.exists() {
                     std::fs::remove_dir_all(&working).map_err(io(&working))?;
                 }
-                (StateStore::open(&working)?, None, HashSet::new())
+                std::fs::create_dir_all(&working).map_err(io(&working))?;
+                (None, HashSet::new())
             }
         };
         Ok(LocalStorage {
-            store,
+            working,
+            stores: Mutex::new(HashMap::new()),
             checkpoints,
             savepoints,
             restored,
@@ -136,35 +145,104 @@ impl LocalStorage {
     }
 }
 
+impl LocalStorage {
+    fn finish(
+        &self,
+        id: CheckpointId,
+        metadata: &[u8],
+    ) -> streams_core::Result<(CheckpointInfo, Manifest)> {
+        let m = self.checkpoints.finish(id, metadata).map_err(core_err)?;
+        let info = CheckpointInfo {
+            id,
+            bytes: self.new_bytes(&m),
+            location: self.checkpoints.dir(id).display().to_string(),
+        };
+        Ok((info, m))
+    }
+
+    /// The store of subtask `key`: open already, restored from the checkpoint, or (with
+    /// `create`) new. `None` when it has none and `create` is false.
+    fn store(&self, key: TaskKey, create: bool) -> Result<Option<Arc<StateStore>>> {
+        let mut stores = lock(&self.stores);
+        if let Some(s) = stores.get(&key) {
+            return Ok(Some(Arc::clone(s)));
+        }
+        let dir = self.working.join(task_dir(key));
+        if !create && !dir.exists() {
+            return Ok(None);
+        }
+        let store = Arc::new(StateStore::open(&dir)?);
+        stores.insert(key, Arc::clone(&store));
+        Ok(Some(store))
+    }
+}
+
+/// A subtask's keyed tables: column families of its store.
+#[derive(Debug)]
+struct TaskKeyed(Arc<StateStore>);
+
+impl KeyedState for TaskKeyed {
+    fn get_many(&self, table: &str, keys: &[&[u8]]) -> streams_core::Result<Vec<Option<Vec<u8>>>> {
+        let t = self.0.table(table).map_err(core_err)?;
+        t.get_many(0, keys).map_err(core_err)
+    }
+
+    fn put_many(&self, table: &str, entries: &[(&[u8], &[u8])]) -> streams_core::Result<()> {
+        let t = self.0.table(table).map_err(core_err)?;
+        t.put_many(0, entries).map_err(core_err)
+    }
+
+    fn delete_many(&self, table: &str, keys: &[&[u8]]) -> streams_core::Result<()> {
+        let t = self.0.table(table).map_err(core_err)?;
+        t.delete_many(0, keys).map_err(core_err)
+    }
+
+    fn len(&self, table: &str) -> streams_core::Result<u64> {
+        let t = self.0.table(table).map_err(core_err)?;
+        t.estimate_len().map_err(core_err)
+    }
+}
+
 impl CheckpointStorage for LocalStorage {
     fn write(&self, key: TaskKey, state: &[u8]) -> streams_core::Result<()> {
-        let table = self.store.table(&table_name(key.node)).map_err(core_err)?;
-        let k = subtask_key(key.subtask);
+        let Some(store) = self.store(key, !state.is_empty()).map_err(core_err)? else {
+            return Ok(());
+        };
+        let table = store.table(STATE).map_err(core_err)?;
         if state.is_empty() {
-            table.delete(0, &k)
+            table.delete(0, b"")
         } else {
-            table.put(0, &k, state)
+            table.put(0, b"", state)
         }
         .map_err(core_err)
     }
 
+    fn keyed(&self, key: TaskKey) -> streams_core::Result<Arc<dyn KeyedState>> {
+        let store = self.store(key, true).map_err(core_err)?;
+        let store = store
+            .ok_or_else(|| streams_core::Error::Storage(format!("no store for subtask {key:?}")))?;
+        Ok(Arc::new(TaskKeyed(store)))
+    }
+
+    fn snapshot(&self, key: TaskKey, id: CheckpointId) -> streams_core::Result<()> {
+        match self.store(key, false).map_err(core_err)? {
+            Some(store) => self
+                .checkpoints
+                .stage(id, &task_dir(key), &store)
+                .map_err(core_err),
+            None => Ok(()),
+        }
+    }
+
     fn complete(&self, id: CheckpointId, metadata: &[u8]) -> streams_core::Result<CheckpointInfo> {
-        let m = self
-            .checkpoints
-            .take(id, &self.store, metadata)
-            .map_err(core_err)?;
-        Ok(CheckpointInfo {
-            id,
-            bytes: self.new_bytes(&m),
-            location: self.checkpoints.dir(id).display().to_string(),
-        })
+        self.finish(id, metadata).map(|(info, _)| info)
     }
 
     fn savepoint(&self, id: CheckpointId, metadata: &[u8]) -> streams_core::Result<CheckpointInfo> {
         // Also a checkpoint: restarting without naming the savepoint resumes from it too.
-        let info = self.complete(id, metadata)?;
+        let (info, manifest) = self.finish(id, metadata)?;
         self.savepoints
-            .take(id, &self.store, metadata)
+            .import(&self.checkpoints, &manifest)
             .map_err(core_err)?;
         Ok(CheckpointInfo {
             location: self.savepoints.dir(id).display().to_string(),
@@ -177,7 +255,10 @@ impl CheckpointStorage for LocalStorage {
     }
 
     fn read(&self, key: TaskKey) -> streams_core::Result<Option<Vec<u8>>> {
-        let table = self.store.table(&table_name(key.node)).map_err(core_err)?;
-        table.get(0, &subtask_key(key.subtask)).map_err(core_err)
+        let Some(store) = self.store(key, false).map_err(core_err)? else {
+            return Ok(None);
+        };
+        let table = store.table(STATE).map_err(core_err)?;
+        table.get(0, b"").map_err(core_err)
     }
 }

@@ -144,6 +144,45 @@ impl Table<'_> {
             .map_err(self.store.rocks())
     }
 
+    /// Values of `keys` in `group`, in order.
+    pub fn get_many(&self, group: u16, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>> {
+        let stored: Vec<Vec<u8>> = keys.iter().map(|k| stored_key(group, k)).collect();
+        self.store
+            .db
+            .batched_multi_get_cf(&self.cf, &stored, false)
+            .into_iter()
+            .map(|r| r.map(|v| v.map(|v| v.to_vec())).map_err(self.store.rocks()))
+            .collect()
+    }
+
+    /// Sets every key of `group` to its value, atomically.
+    pub fn put_many(&self, group: u16, entries: &[(&[u8], &[u8])]) -> Result<()> {
+        let mut batch = rocksdb::WriteBatch::default();
+        for (k, v) in entries {
+            batch.put_cf(&self.cf, stored_key(group, k), v);
+        }
+        self.store.db.write(batch).map_err(self.store.rocks())
+    }
+
+    /// Removes keys of `group`, atomically.
+    pub fn delete_many(&self, group: u16, keys: &[&[u8]]) -> Result<()> {
+        let mut batch = rocksdb::WriteBatch::default();
+        for k in keys {
+            batch.delete_cf(&self.cf, stored_key(group, k));
+        }
+        self.store.db.write(batch).map_err(self.store.rocks())
+    }
+
+    /// RocksDB's estimate of the number of keys in the table.
+    pub fn estimate_len(&self) -> Result<u64> {
+        Ok(self
+            .store
+            .db
+            .property_int_value_cf(&self.cf, "rocksdb.estimate-num-keys")
+            .map_err(self.store.rocks())?
+            .unwrap_or(0))
+    }
+
     /// Every `(key, value)` of `group` whose key starts with `prefix`, in key order.
     pub fn scan(&self, group: u16, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let start = stored_key(group, prefix);

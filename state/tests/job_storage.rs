@@ -24,6 +24,13 @@ fn open(dir: &Path, from: StartFrom) -> LocalStorage {
     LocalStorage::open(dir, 2, from).unwrap()
 }
 
+/// Checkpoint `id` of subtasks A and B, as the runtime takes it.
+fn checkpoint(s: &LocalStorage, id: u64, meta: &[u8]) -> u64 {
+    s.snapshot(A, id).unwrap();
+    s.snapshot(B, id).unwrap();
+    s.complete(id, meta).unwrap().bytes
+}
+
 /// Damages one file of checkpoint `id`.
 fn damage(dir: &Path, id: u64) {
     let chk = dir.join("checkpoints").join(format!("chk-{id:020}"));
@@ -45,11 +52,10 @@ fn a_restart_resumes_from_the_newest_complete_checkpoint() {
     assert_eq!(s.restored(), None, "nothing to resume from");
     s.write(A, b"a1").unwrap();
     s.write(B, b"b1").unwrap();
-    let info = s.complete(1, b"meta-1").unwrap();
-    assert!(info.bytes > 0);
+    assert!(checkpoint(&s, 1, b"meta-1") > 0);
     s.write(A, b"a2").unwrap();
     s.write(B, b"").unwrap();
-    s.complete(2, b"meta-2").unwrap();
+    checkpoint(&s, 2, b"meta-2");
     // Written after checkpoint 2 and never checkpointed: a crash loses it.
     s.write(A, b"a3").unwrap();
     drop(s);
@@ -84,9 +90,11 @@ fn savepoints_outlive_retention_and_can_be_started_from() {
     let dir = tempfile::tempdir().unwrap();
     let s = open(dir.path(), StartFrom::Latest);
     s.write(A, b"at-savepoint").unwrap();
+    s.snapshot(A, 5).unwrap();
     let sp = s.savepoint(5, b"meta-5").unwrap();
     for id in 6..10 {
         s.write(A, format!("later-{id}").as_bytes()).unwrap();
+        s.snapshot(A, id).unwrap();
         s.complete(id, b"m").unwrap();
     }
     drop(s);
@@ -109,14 +117,38 @@ fn savepoints_outlive_retention_and_can_be_started_from() {
 }
 
 #[test]
+fn keyed_state_written_after_a_snapshot_belongs_to_the_next_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path(), StartFrom::Latest);
+    let keyed = s.keyed(A).unwrap();
+    keyed
+        .put_many("spill", &[(b"k1", b"v1"), (b"k2", b"v2")])
+        .unwrap();
+    s.snapshot(A, 1).unwrap();
+    // After its barrier the subtask goes on; other subtasks are still taking checkpoint 1.
+    keyed.put_many("spill", &[(b"k1", b"later")]).unwrap();
+    keyed.delete_many("spill", &[b"k2"]).unwrap();
+    s.complete(1, b"m").unwrap();
+    drop((keyed, s));
+    let s = open(dir.path(), StartFrom::Latest);
+    let keyed = s.keyed(A).unwrap();
+    let got = keyed.get_many("spill", &[b"k1", b"k2", b"k3"]).unwrap();
+    assert_eq!(
+        got,
+        vec![Some(b"v1".to_vec()), Some(b"v2".to_vec()), None],
+        "the checkpoint holds the keyed state as of the snapshot"
+    );
+}
+
+#[test]
 fn tasks_may_create_their_tables_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let s = Arc::new(open(dir.path(), StartFrom::Latest));
-    let threads: Vec<_> = (0..8)
+    let threads: Vec<_> = (0..4)
         .map(|t| {
             let s = Arc::clone(&s);
             std::thread::spawn(move || {
-                for node in 0..20 {
+                for node in 0..5 {
                     s.write(TaskKey { node, subtask: t }, b"x").unwrap();
                 }
             })
@@ -125,11 +157,16 @@ fn tasks_may_create_their_tables_at_once() {
     for t in threads {
         t.join().unwrap();
     }
+    for node in 0..5 {
+        for subtask in 0..4 {
+            s.snapshot(TaskKey { node, subtask }, 1).unwrap();
+        }
+    }
     s.complete(1, b"m").unwrap();
     assert_eq!(
         s.read(TaskKey {
-            node: 19,
-            subtask: 7
+            node: 4,
+            subtask: 3
         })
         .unwrap()
         .as_deref(),

@@ -25,9 +25,25 @@ pub struct OperatorContext {
     pub parallelism: usize,
     /// The subtask's counters; operators add late rows here.
     pub metrics: Arc<OperatorMetrics>,
+    /// Where the job checkpoints, if it does: an operator whose state outgrows its memory
+    /// cache spills to [`crate::state::CheckpointStorage::keyed`] (key: `node`, `subtask`).
+    pub storage: Option<Arc<dyn crate::state::CheckpointStorage>>,
 }
 
 impl OperatorContext {
+    /// The subtask's keyed state, when the job checkpoints.
+    pub fn keyed_state(&self) -> Result<Option<Arc<dyn crate::state::KeyedState>>> {
+        self.storage
+            .as_ref()
+            .map(|s| {
+                s.keyed(crate::state::TaskKey {
+                    node: self.node,
+                    subtask: self.subtask,
+                })
+            })
+            .transpose()
+    }
+
     /// `name [node] subtask i`, for error messages.
     pub fn describe(&self) -> String {
         format!("{} [{}] subtask {}", self.name, self.node, self.subtask)

@@ -250,17 +250,42 @@ pub struct CheckpointInfo {
     pub location: String,
 }
 
+/// Keyed state of one operator subtask that does not fit its memory (a cache spills here), in
+/// tables of byte keys and values. Writes between two barriers belong to the next checkpoint:
+/// the runtime captures the store when the subtask has handed over a checkpoint.
+pub trait KeyedState: Send + Sync + Debug {
+    /// Values of `keys` in `table`, in order.
+    fn get_many(&self, table: &str, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>>;
+    /// Sets each key of `table` to its value.
+    fn put_many(&self, table: &str, entries: &[(&[u8], &[u8])]) -> Result<()>;
+    /// Removes keys of `table`.
+    fn delete_many(&self, table: &str, keys: &[&[u8]]) -> Result<()>;
+    /// Number of keys in `table` (an estimate is fine).
+    fn len(&self, table: &str) -> Result<u64>;
+    /// Whether `table` holds no key.
+    fn is_empty(&self, table: &str) -> Result<bool> {
+        Ok(self.len(table)? == 0)
+    }
+}
+
 /// Durable storage of checkpoints, used by the runtime's coordinator. A local directory of
 /// RocksDB checkpoints (`streams-state`) now; an object store later.
 ///
-/// Protocol: during checkpoint `id`, tasks call [`CheckpointStorage::write`] for their state
-/// (possibly from several threads); once every task acknowledged, the coordinator calls
+/// Protocol: during checkpoint `id`, each operator subtask writes its state
+/// ([`CheckpointStorage::write`]), then the runtime calls [`CheckpointStorage::snapshot`],
+/// which captures everything the subtask stored (its state and its keyed state) as it is at
+/// that moment. Once every task acknowledged, the coordinator calls
 /// [`CheckpointStorage::complete`] with the job's metadata, which makes the checkpoint durable
 /// atomically (all or nothing, including after a crash).
 pub trait CheckpointStorage: Send + Sync + Debug {
     /// Stores one subtask's state for the checkpoint being taken, replacing what an earlier
     /// checkpoint stored for it. Empty bytes delete it.
     fn write(&self, key: TaskKey, state: &[u8]) -> Result<()>;
+    /// The keyed state of a subtask (restored with the checkpoint the job resumed from).
+    fn keyed(&self, key: TaskKey) -> Result<std::sync::Arc<dyn KeyedState>>;
+    /// Captures what subtask `key` stored, as part of checkpoint `id`. Writes after this call
+    /// belong to the next checkpoint. A subtask that stored nothing is skipped.
+    fn snapshot(&self, key: TaskKey, id: CheckpointId) -> Result<()>;
     /// Makes checkpoint `id` durable with `metadata` (source positions, job fingerprint).
     fn complete(&self, id: CheckpointId, metadata: &[u8]) -> Result<CheckpointInfo>;
     /// Makes a savepoint: like [`CheckpointStorage::complete`], in a place retention never

@@ -136,6 +136,7 @@ fn started(mut op: Box<dyn Operator>) -> Box<dyn Operator> {
         subtask: 0,
         parallelism: 1,
         metrics: Arc::new(OperatorMetrics::default()),
+        storage: None,
     };
     op.start(&ctx).unwrap();
     op

@@ -347,6 +347,13 @@ impl Chain {
                     .map_err(|e| e.context(m.context.describe()))?,
             };
             self.store(k, state)?;
+            if let Some(ck) = &self.checkpointing
+                && !matches!(self.members[k].work, Work::Pass)
+            {
+                // Everything this member stored (state and keyed state) as of now.
+                ck.storage
+                    .snapshot(key(&self.members[k].context), barrier.id)?;
+            }
             self.broadcast(k, &Message::Barrier(barrier)).await?;
         }
         Ok(())

@@ -481,6 +481,10 @@ pub fn launch(graph: JobGraph, config: &RuntimeConfig) -> Result<JobHandle> {
                         subtask,
                         parallelism: n.parallelism,
                         metrics: op_metrics,
+                        storage: config
+                            .checkpointing
+                            .as_ref()
+                            .map(|c| Arc::clone(&c.storage)),
                     },
                     sink_schema,
                 });

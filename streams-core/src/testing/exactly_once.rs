@@ -11,19 +11,28 @@ use datafusion::arrow::record_batch::RecordBatch;
 use crate::Result;
 use crate::checkpoint::CheckpointId;
 use crate::sink::{Sink, SinkFactory};
-use crate::state::{CheckpointInfo, CheckpointStorage, OperatorState, TaskKey};
+use crate::state::{CheckpointInfo, CheckpointStorage, KeyedState, OperatorState, TaskKey};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// The state of every task in one checkpoint.
-type TaskStates = BTreeMap<TaskKey, Vec<u8>>;
+/// What one subtask stored: its state and its keyed tables.
+#[derive(Clone, Debug, Default)]
+struct TaskData {
+    state: Option<Vec<u8>>,
+    tables: BTreeMap<String, BTreeMap<Vec<u8>, Vec<u8>>>,
+}
+
+/// The stored data of every subtask.
+type Tasks = BTreeMap<TaskKey, TaskData>;
 
 #[derive(Debug, Default)]
 struct Stored {
-    /// Completed checkpoints: id → (state per task, metadata).
-    complete: BTreeMap<CheckpointId, (TaskStates, Vec<u8>)>,
+    /// Completed checkpoints: id → (what each subtask stored, metadata).
+    complete: BTreeMap<CheckpointId, (Tasks, Vec<u8>)>,
+    /// Subtasks captured for checkpoints not complete yet.
+    pending: BTreeMap<CheckpointId, Tasks>,
 }
 
 /// Checkpoint storage in memory. Clones share what was completed; each launch should get
@@ -31,7 +40,7 @@ struct Stored {
 #[derive(Debug, Clone, Default)]
 pub struct MemoryCheckpoints {
     stored: Arc<Mutex<Stored>>,
-    working: Arc<Mutex<BTreeMap<TaskKey, Vec<u8>>>>,
+    working: Arc<Mutex<Tasks>>,
     restored: Option<CheckpointId>,
 }
 
@@ -46,7 +55,7 @@ impl MemoryCheckpoints {
     pub fn resume(&self) -> Self {
         let stored = lock(&self.stored);
         let (restored, working) = match stored.complete.iter().next_back() {
-            Some((id, (state, _))) => (Some(*id), state.clone()),
+            Some((id, (tasks, _))) => (Some(*id), tasks.clone()),
             None => (None, BTreeMap::new()),
         };
         MemoryCheckpoints {
@@ -60,25 +69,108 @@ impl MemoryCheckpoints {
     pub fn completed(&self) -> Vec<CheckpointId> {
         lock(&self.stored).complete.keys().copied().collect()
     }
+
+    /// Keys held in a keyed table of a subtask now (not necessarily checkpointed).
+    pub fn keyed_len(&self, key: TaskKey, table: &str) -> usize {
+        lock(&self.working)
+            .get(&key)
+            .and_then(|t| t.tables.get(table))
+            .map_or(0, BTreeMap::len)
+    }
+}
+
+/// One subtask's keyed tables in a [`MemoryCheckpoints`].
+#[derive(Debug)]
+struct MemoryKeyed {
+    working: Arc<Mutex<Tasks>>,
+    key: TaskKey,
+}
+
+impl KeyedState for MemoryKeyed {
+    fn get_many(&self, table: &str, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>> {
+        let w = lock(&self.working);
+        let t = w.get(&self.key).and_then(|d| d.tables.get(table));
+        Ok(keys
+            .iter()
+            .map(|k| t.and_then(|t| t.get(*k)).cloned())
+            .collect())
+    }
+
+    fn put_many(&self, table: &str, entries: &[(&[u8], &[u8])]) -> Result<()> {
+        let mut w = lock(&self.working);
+        let t = w
+            .entry(self.key)
+            .or_default()
+            .tables
+            .entry(table.to_string())
+            .or_default();
+        for (k, v) in entries {
+            t.insert(k.to_vec(), v.to_vec());
+        }
+        Ok(())
+    }
+
+    fn delete_many(&self, table: &str, keys: &[&[u8]]) -> Result<()> {
+        let mut w = lock(&self.working);
+        if let Some(t) = w.get_mut(&self.key).and_then(|d| d.tables.get_mut(table)) {
+            for k in keys {
+                t.remove(*k);
+            }
+        }
+        Ok(())
+    }
+
+    fn len(&self, table: &str) -> Result<u64> {
+        let w = lock(&self.working);
+        Ok(w.get(&self.key)
+            .and_then(|d| d.tables.get(table))
+            .map_or(0, |t| t.len() as u64))
+    }
 }
 
 impl CheckpointStorage for MemoryCheckpoints {
     fn write(&self, key: TaskKey, state: &[u8]) -> Result<()> {
         let mut w = lock(&self.working);
-        if state.is_empty() {
-            w.remove(&key);
-        } else {
-            w.insert(key, state.to_vec());
+        w.entry(key).or_default().state = (!state.is_empty()).then(|| state.to_vec());
+        Ok(())
+    }
+
+    fn keyed(&self, key: TaskKey) -> Result<Arc<dyn KeyedState>> {
+        Ok(Arc::new(MemoryKeyed {
+            working: Arc::clone(&self.working),
+            key,
+        }))
+    }
+
+    fn snapshot(&self, key: TaskKey, id: CheckpointId) -> Result<()> {
+        let data = lock(&self.working).get(&key).cloned();
+        if let Some(data) = data {
+            lock(&self.stored)
+                .pending
+                .entry(id)
+                .or_default()
+                .insert(key, data);
         }
         Ok(())
     }
 
     fn complete(&self, id: CheckpointId, metadata: &[u8]) -> Result<CheckpointInfo> {
-        let state = lock(&self.working).clone();
-        let bytes = state.values().map(|v| v.len() as u64).sum();
-        lock(&self.stored)
-            .complete
-            .insert(id, (state, metadata.to_vec()));
+        let mut stored = lock(&self.stored);
+        let tasks = stored.pending.remove(&id).unwrap_or_default();
+        // Older unfinished checkpoints were aborted.
+        stored.pending.retain(|p, _| *p > id);
+        let bytes = tasks
+            .values()
+            .map(|t| {
+                t.state.as_ref().map_or(0, Vec::len) as u64
+                    + t.tables
+                        .values()
+                        .flat_map(|t| t.iter())
+                        .map(|(k, v)| (k.len() + v.len()) as u64)
+                        .sum::<u64>()
+            })
+            .sum();
+        stored.complete.insert(id, (tasks, metadata.to_vec()));
         Ok(CheckpointInfo {
             id,
             bytes,
@@ -97,7 +189,7 @@ impl CheckpointStorage for MemoryCheckpoints {
     }
 
     fn read(&self, key: TaskKey) -> Result<Option<Vec<u8>>> {
-        Ok(lock(&self.working).get(&key).cloned())
+        Ok(lock(&self.working).get(&key).and_then(|t| t.state.clone()))
     }
 }
 

@@ -81,6 +81,7 @@ fn ctx() -> OperatorContext {
         subtask: 0,
         parallelism: 1,
         metrics: Arc::new(OperatorMetrics::default()),
+        storage: None,
     }
 }
 
