@@ -149,6 +149,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(e.config().state_ttl, Some(Duration::from_secs(3600)));
+        e.execute("SET 'state.cache.keys' = '10000';").unwrap();
+        assert_eq!(e.config().state_cache, Some(10_000));
         assert_eq!(
             e.checkpoint_settings().interval,
             None,

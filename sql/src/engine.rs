@@ -201,6 +201,12 @@ impl SqlEngine {
                 let d = duration(&value)?;
                 self.idle_timeout = (!d.is_zero()).then_some(d);
             }
+            "state.cache.keys" => {
+                let n = value.trim().parse::<usize>().ok().filter(|n| *n > 0);
+                self.config.state_cache = Some(n.ok_or_else(|| {
+                    plan_err(format!("SET '{key}': '{value}' is not a positive integer"))
+                })?);
+            }
             "table.exec.state.ttl" => {
                 let d = duration(&value)?;
                 self.config.state_ttl = (!d.is_zero()).then_some(d);
@@ -212,6 +218,7 @@ impl SqlEngine {
                     "pipeline.auto-watermark-interval",
                     "table.exec.source.idle-timeout",
                     "table.exec.state.ttl",
+                    "state.cache.keys",
                 ];
                 let known: Vec<&str> = known
                     .into_iter()

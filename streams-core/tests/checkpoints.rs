@@ -37,6 +37,8 @@ fn paced(events: &[Event], splits: usize, batch_rows: usize) -> MemorySource {
 
 fn job_config(storage: MemoryCheckpoints, interval_ms: u64) -> JobConfig {
     let mut c = config(2);
+    // Unbounded aggregates keep 8 groups in memory per subtask; the rest spill.
+    c.state_cache = Some(8);
     c.runtime.checkpointing = Some(CheckpointConfig::new(
         Some(Duration::from_millis(interval_ms)),
         Arc::new(storage),
@@ -254,6 +256,62 @@ async fn interval_joins_are_exactly_once_across_crashes() {
     )
     .await;
     assert_same(&got, &expected, "interval join");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unbounded_aggregate_with_a_tiny_cache_is_exactly_once_across_crashes() {
+    let evs = events(20_000, 300, 1, 0, 19);
+    let expected = reference(&evs, "SELECT k, count(*), sum(v), max(v) FROM t GROUP BY k").await;
+    let sink = TransactionalSink::new();
+    let storage = MemoryCheckpoints::new();
+    let plan = |sink: TransactionalSink| {
+        scan(&evs)
+            .aggregate(
+                vec![col("k")],
+                vec![
+                    count(lit(1)).alias("n"),
+                    sum(col("v")).alias("s"),
+                    max(col("v")).alias("hi"),
+                ],
+            )
+            .unwrap()
+            .sink("out", Arc::new(sink))
+            .unwrap()
+    };
+    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+    for _ in 0..5 {
+        let config = job_config(storage.resume(), 5);
+        let graph = compile(&[plan(sink.clone())], &config).unwrap();
+        let mut handle = launch(graph, &config.runtime).unwrap();
+        let delay = Duration::from_millis(rng.random_range(20..80));
+        tokio::select! {
+            r = handle.join() => { r.unwrap(); break; }
+            _ = tokio::time::sleep(delay) => {}
+        }
+        handle.cancel();
+        let _ = handle.join().await;
+    }
+    let last = storage.resume();
+    let config = job_config(last.clone(), 5);
+    let graph = compile(&[plan(sink.clone())], &config).unwrap();
+    launch(graph, &config.runtime)
+        .unwrap()
+        .wait()
+        .await
+        .unwrap();
+    // 300 keys over two subtasks, 8 in memory each: most of the state lived in the store.
+    let spilled: usize = (0..8)
+        .flat_map(|node| (0..2).map(move |subtask| streams_core::state::TaskKey { node, subtask }))
+        .map(|key| last.keyed_len(key, "groups"))
+        .sum();
+    assert!(spilled > 200, "{spilled} groups spilled");
+    let batches = sink.batches();
+    let table = streams_core::changelog::materialize(&batches[0].schema(), &batches).unwrap();
+    assert_same(
+        &lines(&[table]),
+        &expected,
+        "unbounded aggregate, tiny cache",
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

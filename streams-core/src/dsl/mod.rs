@@ -124,6 +124,14 @@ impl Pipeline {
         self
     }
 
+    /// Keeps at most `keys` groups of each unbounded aggregate subtask in memory; colder ones
+    /// spill to the checkpoint storage's state store (SQL: `SET 'state.cache.keys'`). Needs
+    /// [`Pipeline::checkpointing`].
+    pub fn state_cache(self, keys: usize) -> Self {
+        self.with_inner(|i| i.config.state_cache = Some(keys.max(1)));
+        self
+    }
+
     /// All job options at once.
     pub fn with_config(self, config: JobConfig) -> Self {
         self.with_inner(|i| i.config = config);

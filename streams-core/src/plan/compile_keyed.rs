@@ -172,6 +172,7 @@ impl Compiler<'_> {
                 .max(std::time::Duration::from_millis(1)),
             counts_rows: a.retracting,
             ttl: self.config.state_ttl,
+            cache: self.config.state_cache,
         };
         let detail = explain(a);
         let detail = detail.trim_start_matches("UpdateAggregate: ");

@@ -30,6 +30,7 @@ use crate::{Error, Result};
 
 pub use crate::changelog::OP_COLUMN;
 
+mod spill;
 mod ttl;
 pub(crate) use ttl::sweep_every;
 
@@ -53,6 +54,10 @@ pub struct UnboundedAggregateConfig {
     /// `table.exec.state.ttl`). Its last result stays downstream; a later row for the key
     /// starts it over with an insert. `None`: keep every group.
     pub ttl: Option<Duration>,
+    /// Keep at most this many groups in memory; colder ones spill to the subtask's state store
+    /// (`SET 'state.cache.keys'`). Needs checkpointing (which provides the store). `None`: all
+    /// in memory.
+    pub cache: Option<usize>,
 }
 
 impl OperatorFactory for UnboundedAggregateConfig {
@@ -77,8 +82,13 @@ pub struct UnboundedAggregate {
     any_touched: bool,
     last_emit: Instant,
     scratch: Vec<usize>,
-    /// With a TTL: when each group was last updated, and when the oldest expires.
+    /// With a TTL or a cache: when each group was last updated.
     ttl: ttl::Clock,
+    /// With a cache: where cold groups go.
+    spill: Option<spill::Spill>,
+    /// Last results and flags of every group as they were before a compaction (for spilling).
+    spilled_last: Vec<ArrayRef>,
+    spilled_present: Vec<bool>,
 }
 
 impl std::fmt::Debug for UnboundedAggregate {
@@ -115,6 +125,9 @@ impl UnboundedAggregate {
             last_emit: Instant::now(),
             scratch: Vec::new(),
             ttl: ttl::Clock::default(),
+            spill: None,
+            spilled_last: Vec::new(),
+            spilled_present: Vec::new(),
         })
     }
 
@@ -221,7 +234,7 @@ impl UnboundedAggregate {
         self.last = current;
         self.touched = vec![false; g];
         self.any_touched = false;
-        Ok(())
+        self.spill_cold()
     }
 }
 
@@ -254,6 +267,20 @@ impl UnboundedAggregate {
 }
 
 impl Operator for UnboundedAggregate {
+    fn start(&mut self, ctx: &crate::operator::OperatorContext) -> Result<()> {
+        if self.config.cache.is_some() {
+            match ctx.keyed_state()? {
+                Some(store) => self.spill = Some(spill::Spill::new(self, store)?),
+                None => tracing::warn!(
+                    operator = %ctx.describe(),
+                    "'state.cache.keys' needs checkpoints (they provide the state store): \
+                     every group stays in memory"
+                ),
+            }
+        }
+        Ok(())
+    }
+
     /// State: every group (keys in group order, accumulator states, whether it changed since
     /// the last emission), and the results as last emitted with whether each is in the output
     /// table (what the next `-U`/`-D` retracts).
@@ -337,7 +364,7 @@ impl Operator for UnboundedAggregate {
         self.last = columns;
         // TTL clocks start again at the restore (they are processing time).
         self.ttl = ttl::Clock::default();
-        if self.config.ttl.is_some() {
+        if self.config.ttl.is_some() || self.config.cache.is_some() {
             self.ttl.updated(&(0..g).collect::<Vec<_>>(), g);
         }
         Ok(())
@@ -358,6 +385,7 @@ impl Operator for UnboundedAggregate {
                 .map(|k| k.evaluate(&batch)?.into_array(rows))
                 .collect::<Result<Vec<_>, _>>()?;
             self.scratch.clear();
+            let before = self.groups;
             match &mut self.values {
                 Some(v) => {
                     v.intern(&keys, &mut self.scratch)?;
@@ -367,6 +395,16 @@ impl Operator for UnboundedAggregate {
                     self.scratch.resize(rows, 0);
                     self.groups = 1;
                 }
+            }
+            if self.spill.is_some() && self.groups > before {
+                // The first row of each new group: its key may have spilled.
+                let mut first = vec![u32::MAX; self.groups - before];
+                for (r, &g) in self.scratch.iter().enumerate() {
+                    if g >= before && first[g - before] == u32::MAX {
+                        first[g - before] = r as u32;
+                    }
+                }
+                self.unspill(before, &keys, &first)?;
             }
             for (acc, spec) in self.accs.iter_mut().zip(&self.config.aggregates) {
                 let args = spec
@@ -389,7 +427,7 @@ impl Operator for UnboundedAggregate {
                 self.touched[g] = true;
             }
             self.any_touched = true;
-            if self.config.ttl.is_some() {
+            if self.config.ttl.is_some() || self.spill.is_some() {
                 self.ttl.updated(&self.scratch, self.groups);
             }
         }
@@ -483,6 +521,7 @@ mod tests {
             emit_interval,
             counts_rows,
             ttl: None,
+            cache: None,
         }
     }
 

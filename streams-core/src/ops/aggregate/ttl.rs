@@ -4,13 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use datafusion::arrow::array::{ArrayRef, UInt32Array};
-use datafusion::arrow::compute::take;
-
 use super::UnboundedAggregate;
 use crate::Result;
 use crate::operator::Output;
-use crate::ops::window::{copy_states, drain_keys, restore_states};
 
 /// How often to look for expired state, for a given TTL.
 pub(crate) fn sweep_every(ttl: Duration) -> Duration {
@@ -53,15 +49,26 @@ impl Clock {
         }
     }
 
-    /// The groups still live at `now`, in id order, and forgets the others' times.
-    fn live(&mut self, ttl: Duration, now: Instant) -> Vec<u32> {
-        let kept: Vec<u32> = (0..self.updated.len())
+    /// The groups still live at `now`, in id order.
+    fn live(&self, ttl: Duration, now: Instant) -> Vec<u32> {
+        (0..self.updated.len())
             .filter(|&g| now.duration_since(self.updated[g]) < ttl)
             .map(|g| g as u32)
+            .collect()
+    }
+
+    /// When each group was last updated.
+    pub(super) fn times(&self) -> &[Instant] {
+        &self.updated
+    }
+
+    /// Keeps the times of groups `kept` (ascending), which become groups `0..`.
+    pub(super) fn retain(&mut self, kept: &[u32]) {
+        self.updated = kept
+            .iter()
+            .filter_map(|&g| self.updated.get(g as usize).copied())
             .collect();
-        self.updated = kept.iter().map(|&g| self.updated[g as usize]).collect();
-        self.next_check = self.updated.iter().min().map(|&t| t + ttl);
-        kept
+        self.next_check = None;
     }
 }
 
@@ -77,49 +84,13 @@ impl UnboundedAggregate {
         }
         // Pending changes go out first: what is forgotten is what downstream has.
         self.emit(out)?;
-        let g = self.groups;
         let kept = self.ttl.live(ttl, now);
-        if kept.len() == g {
+        if kept.len() == self.groups {
             return Ok(());
         }
-        let idx = UInt32Array::from(kept.clone());
-        let pick = |a: &ArrayRef| take(a.as_ref(), &idx, None);
-        let keys = match &mut self.values {
-            Some(v) => drain_keys(v.as_mut())?,
-            None => Vec::new(),
-        };
-        let keys: Vec<ArrayRef> = keys.iter().map(pick).collect::<Result<_, _>>()?;
-        let states = copy_states(&mut self.accs, &self.config.aggregates, g)?;
-        let states: Vec<Vec<ArrayRef>> = states
-            .iter()
-            .map(|s| s.iter().map(pick).collect::<Result<Vec<_>, _>>())
-            .collect::<Result<_, _>>()?;
-        let n = kept.len();
-        if let Some(v) = &mut self.values {
-            // Kept keys are distinct and in id order: they get ids 0..n again.
-            self.scratch.clear();
-            v.intern(&keys, &mut self.scratch)?;
-        }
-        self.accs = restore_states(&self.config.aggregates, &states, n)?;
-        self.groups = n;
-        // After the emission above every group's result is in `last`.
-        let emitted = self.last.first().map_or(0, |c| c.len());
-        let idx_emitted = UInt32Array::from(
-            kept.iter()
-                .copied()
-                .filter(|&i| (i as usize) < emitted)
-                .collect::<Vec<_>>(),
-        );
-        self.last = self
-            .last
-            .iter()
-            .map(|a| take(a.as_ref(), &idx_emitted, None))
-            .collect::<Result<_, _>>()?;
-        self.present = kept
-            .iter()
-            .map(|&i| self.present.get(i as usize).copied().unwrap_or(false))
-            .collect();
-        self.touched = vec![false; n];
+        self.compact(&kept)?;
+        self.spilled_last.clear();
+        self.spilled_present.clear();
         Ok(())
     }
 }
@@ -196,6 +167,7 @@ mod tests {
         let now = Instant::now();
         assert!(c.due(ttl, now));
         assert_eq!(c.live(ttl, now), vec![1]);
+        c.retain(&[1]);
         assert!(!c.due(ttl, now), "the survivor is fresh");
         assert!(now.duration_since(start) >= ttl);
     }

@@ -272,8 +272,8 @@ pub(crate) struct Columns {
 /// written by another query.
 #[derive(Clone, Debug)]
 pub(crate) struct StateLayout {
-    keys: Vec<DataType>,
-    states: Vec<Vec<DataType>>,
+    pub(crate) keys: Vec<DataType>,
+    pub(crate) states: Vec<Vec<DataType>>,
 }
 
 impl StateLayout {
