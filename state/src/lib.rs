@@ -8,9 +8,9 @@
 //!   each file's size and CRC32C, written last and renamed into place. Restore takes the
 //!   newest checkpoint that verifies; older ones beyond a retained number are deleted.
 //! - [`LocalStorage`]: a job's checkpoint storage (the engine's
-//!   `streams_core::state::CheckpointStorage`): a working store with a column family per
-//!   operator node and one value per subtask, its checkpoints and savepoints, and the restore
-//!   a job starts from ([`StartFrom`]).
+//!   `streams_core::state::CheckpointStorage`): a RocksDB store per operator subtask (its state
+//!   and the keyed state it spills), captured at each barrier, checkpoints and savepoints, and
+//!   the restore a job starts from ([`StartFrom`]).
 
 mod checkpoint;
 mod error;
