@@ -315,6 +315,44 @@ async fn an_unbounded_aggregate_with_a_tiny_cache_is_exactly_once_across_crashes
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_regular_join_with_a_tiny_cache_is_exactly_once_across_crashes() {
+    let left = events(3_000, 400, 2, 0, 21);
+    let right = events(3_000, 400, 2, 0, 22);
+    let expected = reference_tables(
+        &[("l", &left), ("r", &right)],
+        "SELECT l.k, l.v, r.v FROM l JOIN r ON l.k = r.k AND l.v < r.v",
+    )
+    .await;
+    assert!(!expected.is_empty());
+    let got = crash_and_resume(
+        |sink| {
+            let side = |name: &str, evs: &[Event]| {
+                StreamPlanBuilder::scan(name, Arc::new(paced(evs, 2, 50))).unwrap()
+            };
+            side("l", &left)
+                .join(
+                    side("r", &right),
+                    StreamJoinKind::Regular,
+                    JoinType::Inner,
+                    ("ts", "ts"),
+                    vec![(col("l.k"), col("r.k"))],
+                    Some(col("l.v").lt(col("r.v"))),
+                    WindowOptions::default(),
+                )
+                .unwrap()
+                .project(vec![col("l.k"), col("l.v"), col("r.v")])
+                .unwrap()
+                .sink("out", Arc::new(sink))
+                .unwrap()
+        },
+        5,
+        6,
+    )
+    .await;
+    assert_same(&got, &expected, "regular join, tiny cache");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stop_takes_a_savepoint_that_the_next_run_resumes_from() {
     let evs = events(20_000, 40, 1, 15, 16);
     let spec = WindowSpec::Tumble {

@@ -78,6 +78,7 @@ fn config(join_type: JoinType, updates: [bool; 2], filter: bool) -> RegularJoinC
         ],
         output_schema: Arc::new(Schema::new(out)),
         ttl: None,
+        cache: None,
     }
 }
 
@@ -220,9 +221,21 @@ proptest! {
         updates in (any::<bool>(), any::<bool>()),
         filter in any::<bool>(),
         cut in 0usize..64,
+        cache in proptest::option::of(1usize..3),
     ) {
         let updates = [updates.0, updates.1];
-        let cfg = config(join_type, updates, filter);
+        let mut cfg = config(join_type, updates, filter);
+        // With a cache of one or two keys per side, most rows live in the store.
+        cfg.cache = cache;
+        let storage = streams_core::testing::MemoryCheckpoints::new();
+        let ctx = streams_core::OperatorContext {
+            node: 0,
+            name: "join".into(),
+            subtask: 0,
+            parallelism: 1,
+            metrics: Arc::new(streams_core::metrics::OperatorMetrics::default()),
+            storage: Some(Arc::new(storage)),
+        };
         let (mut held_l, mut held_r) = (Vec::new(), Vec::new());
         let mut lb = batches(&cfg.input_schemas[0], &left, chunks.0, updates[0], &mut held_l).into_iter();
         let mut rb = batches(&cfg.input_schemas[1], &right, chunks.1, updates[1], &mut held_r).into_iter();
@@ -236,11 +249,14 @@ proptest! {
         inputs.extend(rb.map(|b| (1, b)));
         let cut = cut % inputs.len().max(1);
         let mut op = cfg.create(0, 1).unwrap();
+        op.start(&ctx).unwrap();
         let mut table = BTreeMap::new();
         for (i, (input, b)) in inputs.into_iter().enumerate() {
             if i == cut {
-                // Resume from a checkpoint here, through bytes, in a fresh operator.
+                // Resume from a checkpoint here, through bytes, in a fresh operator (the
+                // store goes on as the checkpoint left it: nothing was written since).
                 op = restored(op.as_mut(), &cfg);
+                op.start(&ctx).unwrap();
             }
             let mut out = Output::new();
             op.process_batch(input, b, &mut out).unwrap();

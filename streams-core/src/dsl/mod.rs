@@ -124,9 +124,9 @@ impl Pipeline {
         self
     }
 
-    /// Keeps at most `keys` groups of each unbounded aggregate subtask in memory; colder ones
-    /// spill to the checkpoint storage's state store (SQL: `SET 'state.cache.keys'`). Needs
-    /// [`Pipeline::checkpointing`].
+    /// Keeps at most `keys` keys of each unbounded aggregate subtask (and of each side of a
+    /// regular join) in memory; colder ones spill to the checkpoint storage's state store
+    /// (SQL: `SET 'state.cache.keys'`). Needs [`Pipeline::checkpointing`].
     pub fn state_cache(self, keys: usize) -> Self {
         self.with_inner(|i| i.config.state_cache = Some(keys.max(1)));
         self

@@ -37,8 +37,9 @@ pub struct JobConfig {
     /// Forget unbounded state (regular joins, unbounded aggregates) not updated for this long
     /// (processing time; SQL `SET 'table.exec.state.ttl'`). Default: never.
     pub state_ttl: Option<Duration>,
-    /// Keys of unbounded state each operator subtask keeps in memory; colder ones spill to its
-    /// state store (SQL `SET 'state.cache.keys'`). Default: all in memory.
+    /// Keys of unbounded state (aggregate groups, join keys per side) each operator subtask
+    /// keeps in memory; colder ones spill to its state store (SQL `SET 'state.cache.keys'`).
+    /// Default: all in memory.
     pub state_cache: Option<usize>,
     /// Channels, key groups and checkpoints.
     pub runtime: RuntimeConfig,

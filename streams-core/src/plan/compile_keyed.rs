@@ -133,6 +133,7 @@ impl Compiler<'_> {
             ],
             output_schema: out,
             ttl: self.config.state_ttl,
+            cache: self.config.state_cache,
         };
         let parallelism = self.keyed_parallelism(&left_keys);
         let detail = explain(j).trim_start_matches("StreamJoin: ").to_string();

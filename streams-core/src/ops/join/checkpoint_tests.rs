@@ -389,6 +389,7 @@ fn regular_join(
         ],
         output_schema: Arc::new(Schema::new(out)),
         ttl: None,
+        cache: None,
     }
 }
 

@@ -24,6 +24,7 @@ use crate::operator::{Operator, OperatorFactory, Output};
 use crate::state::{OperatorState, columns_batch};
 use crate::{Error, Result};
 
+mod spill;
 mod ttl;
 
 /// A regular join, as the planner builds it.
@@ -41,6 +42,9 @@ pub struct RegularJoinConfig {
     /// time; Flink's `table.exec.state.ttl`). As in Flink, nothing is retracted, and later rows
     /// no longer join the forgotten ones. `None`: keep every row.
     pub ttl: Option<std::time::Duration>,
+    /// Keep at most this many keys per side in memory; the rows of colder keys spill to the
+    /// subtask's state store (`SET 'state.cache.keys'`; needs checkpointing). `None`: all.
+    pub cache: Option<usize>,
 }
 
 impl RegularJoinConfig {
@@ -89,6 +93,8 @@ impl OperatorFactory for RegularJoinConfig {
             sides: [side(0)?, side(1)?],
             updates: self.emits_updates(),
             config: self.clone(),
+            spill: None,
+            spilled: [0, 0],
         }))
     }
 }
@@ -122,6 +128,9 @@ pub struct RegularJoin {
     config: RegularJoinConfig,
     sides: [Side; 2],
     updates: bool,
+    /// With a cache: where cold rows go, and how many keys of each side are there.
+    spill: Option<spill::Spill>,
+    spilled: [u64; 2],
 }
 
 /// One output row: this side's row (or nulls), the other side's `(batch, row)` (or nulls).
@@ -151,6 +160,8 @@ impl RegularJoin {
             &self.config.join.right_keys
         };
         let keys: Keys = key_rows(&self.sides[s].keys, key_exprs, &data)?;
+        // Rows of these keys that went to the store come back first, on both sides.
+        self.unspill(&keys, n)?;
         // Candidate pairs with the other side, filtered by the residual condition at once.
         let mut cand_this = Vec::new();
         let mut cand_other: Vec<(usize, usize)> = Vec::new();
@@ -179,7 +190,8 @@ impl RegularJoin {
         };
         let mut emits: Vec<Emit> = Vec::new();
         let (outer_this, outer_other) = (self.config.outer[s], self.config.outer[o]);
-        let now = self.config.ttl.map(|_| std::time::Instant::now());
+        let now = (self.config.ttl.is_some() || self.config.cache.is_some())
+            .then(std::time::Instant::now);
         for r in 0..n {
             let retract = retracting[r];
             let pairs = (cand_start[r]..cand_start[r + 1]).filter(|c| kept[*c]);
@@ -401,7 +413,22 @@ impl Operator for RegularJoin {
         if batch.num_rows() == 0 {
             return Ok(());
         }
-        self.process(input, batch, out)
+        self.process(input, batch, out)?;
+        self.spill_cold()
+    }
+
+    fn start(&mut self, ctx: &crate::operator::OperatorContext) -> Result<()> {
+        if self.config.cache.is_some() {
+            match ctx.keyed_state()? {
+                Some(store) => self.spill = Some(spill::Spill::new(self, store)?),
+                None => tracing::warn!(
+                    operator = %ctx.describe(),
+                    "'state.cache.keys' needs checkpoints (they provide the state store): \
+                     every row stays in memory"
+                ),
+            }
+        }
+        Ok(())
     }
 
     /// State: per side, the rows it holds now in one batch of its data columns (`left`,
@@ -439,6 +466,10 @@ impl Operator for RegularJoin {
                 columns_batch(vec![Arc::new(UInt32Array::from(matches))], n)?,
             );
         }
+        // How many keys of each side are in the subtask's store (with a cache).
+        for (s, name) in SIDES.into_iter().enumerate() {
+            state.put_value(format!("{name}.spilled"), self.spilled[s] as i64);
+        }
         Ok(Some(state))
     }
 
@@ -446,6 +477,9 @@ impl Operator for RegularJoin {
     /// keep their order), match counts, and full-row encodings of update inputs.
     fn restore(&mut self, state: OperatorState) -> Result<()> {
         for (s, name) in SIDES.into_iter().enumerate() {
+            self.spilled[s] = state
+                .value(&format!("{name}.spilled"))
+                .map_or(0, |v| v.max(0) as u64);
             let rows = restored_rows(&state, name, &self.data_schema(s)?)?;
             let n = rows.num_rows();
             let matches = restored_column(&state, &format!("{name}.matches"), DataType::UInt32, n)?;
@@ -477,7 +511,7 @@ impl Operator for RegularJoin {
             }
             // TTL clocks start again at the restore (they are processing time).
             side.ttl = ttl::Clock::default();
-            if self.config.ttl.is_some() {
+            if self.config.ttl.is_some() || self.config.cache.is_some() {
                 let now = std::time::Instant::now();
                 for key in side.index.keys() {
                     side.ttl.written(key, now);

@@ -26,6 +26,21 @@ impl Clock {
         }
     }
 
+    /// Up to `count` keys, least recently written first.
+    pub(super) fn coldest(&self, count: usize) -> Vec<Box<[u8]>> {
+        let mut all: Vec<(&Box<[u8]>, &Instant)> = self.written.iter().collect();
+        all.sort_by_key(|(_, t)| **t);
+        all.into_iter()
+            .take(count)
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
+    /// Stops tracking `key` (its rows left memory).
+    pub(super) fn forget(&mut self, key: &[u8]) {
+        self.written.remove(key);
+    }
+
     /// Drops from `index` every key not written within `ttl` of `now`.
     pub(super) fn expire(
         &mut self,
