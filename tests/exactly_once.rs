@@ -71,6 +71,32 @@ impl Table {
     }
 }
 
+/// `n` events `(ts, v, k)`: times `step` ms apart plus up to `jitter` ms, `keys` keys.
+fn keyed_events(n: i64, step: i64, jitter: u64, keys: u64, seed: u64) -> Table {
+    let mut r = rng(seed);
+    let (mut ts, mut v, mut k) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..n {
+        ts.push(BASE + i * step + (r() % jitter.max(1)) as i64);
+        v.push((r() % 1000) as i64);
+        k.push(format!("k{}", r() % keys));
+    }
+    Table {
+        name: "events",
+        columns: vec![("ts", ts), ("v", v)],
+        key: Some(k),
+    }
+}
+
+/// A scratch folder with the tables produced into a store under `data`; the job script goes
+/// to the returned path.
+fn setup(tables: &[&Table]) -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    produce(&data, tables);
+    let script = dir.path().join("job.sql");
+    (dir, data, script)
+}
+
 /// Writes the tables into topics of their name (2 queues each) and creates `out`.
 fn produce(dir: &Path, tables: &[&Table]) {
     let store = Store::open(dir).unwrap();
@@ -233,24 +259,9 @@ fn assert_exactly(got: &[String], expected: &[String], what: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_windowed_aggregate_survives_repeated_sigkills() {
-    let n = 1_000_000;
-    let mut r = rng(7);
-    let (mut ts, mut v, mut k) = (Vec::new(), Vec::new(), Vec::new());
-    for i in 0..n as i64 {
-        // Out of order by up to half a second; the watermark allows one.
-        ts.push(BASE + i + (r() % 500) as i64);
-        v.push((r() % 1000) as i64);
-        k.push(format!("k{}", r() % 200));
-    }
-    let events = Table {
-        name: "events",
-        columns: vec![("ts", ts), ("v", v)],
-        key: Some(k),
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    produce(&data, &[&events]);
-    let script = dir.path().join("job.sql");
+    // Out of order by up to half a second; the watermark allows one.
+    let events = keyed_events(1_000_000, 1, 500, 200, 7);
+    let (_dir, data, script) = setup(&[&events]);
     std::fs::write(
         &script,
         "SET 'parallelism.default' = '2';
@@ -306,10 +317,7 @@ async fn an_interval_join_survives_repeated_sigkills() {
         columns: vec![("auction", b_auction), ("ts", b_ts), ("price", price)],
         key: None,
     };
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    produce(&data, &[&auctions, &bids]);
-    let script = dir.path().join("job.sql");
+    let (_dir, data, script) = setup(&[&auctions, &bids]);
     std::fs::write(
         &script,
         "SET 'parallelism.default' = '2';
@@ -343,23 +351,8 @@ async fn an_interval_join_survives_repeated_sigkills() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_takes_a_savepoint_that_a_later_run_starts_from() {
-    let n = 600_000;
-    let mut r = rng(11);
-    let (mut ts, mut v, mut k) = (Vec::new(), Vec::new(), Vec::new());
-    for i in 0..n as i64 {
-        ts.push(BASE + i * 2);
-        v.push((r() % 1000) as i64);
-        k.push(format!("k{}", r() % 50));
-    }
-    let events = Table {
-        name: "events",
-        columns: vec![("ts", ts), ("v", v)],
-        key: Some(k),
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    produce(&data, &[&events]);
-    let script = dir.path().join("job.sql");
+    let events = keyed_events(600_000, 2, 0, 50, 11);
+    let (dir, data, script) = setup(&[&events]);
     // No periodic checkpoints: what the second run knows comes from the savepoint alone.
     std::fs::write(
         &script,

@@ -44,6 +44,20 @@ impl OperatorContext {
             .transpose()
     }
 
+    /// Where an operator with `'state.cache.keys'` spills: the subtask's keyed state, or `None`
+    /// (with a warning) when the job does not checkpoint and so has no store.
+    pub fn cache_store(&self) -> Result<Option<Arc<dyn crate::state::KeyedState>>> {
+        let store = self.keyed_state()?;
+        if store.is_none() {
+            tracing::warn!(
+                operator = %self.describe(),
+                "'state.cache.keys' needs checkpoints (they provide the state store): \
+                 all state stays in memory"
+            );
+        }
+        Ok(store)
+    }
+
     /// `name [node] subtask i`, for error messages.
     pub fn describe(&self) -> String {
         format!("{} [{}] subtask {}", self.name, self.node, self.subtask)

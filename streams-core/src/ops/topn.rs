@@ -9,7 +9,7 @@ use std::sync::Arc;
 use datafusion::arrow::array::{ArrayRef, Int8Array, Int64Array, RecordBatch};
 use datafusion::arrow::compute::SortOptions;
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::arrow::row::{RowConverter, SortField};
+use datafusion::arrow::row::{RowConverter, Rows, SortField};
 use datafusion::physical_expr::PhysicalExpr;
 
 use crate::changelog::{DELETE, INSERT, UPDATE_AFTER, UPDATE_BEFORE};
@@ -65,6 +65,27 @@ fn evaluate(e: &Arc<dyn PhysicalExpr>, b: &RecordBatch) -> Result<ArrayRef> {
 }
 
 impl TopN {
+    /// Partition keys, order keys and whole rows of `batch`, in row format.
+    fn encode(&self, batch: &RecordBatch) -> Result<(Rows, Rows, Rows)> {
+        let key_cols = self
+            .config
+            .partition_by
+            .iter()
+            .map(|e| evaluate(e, batch))
+            .collect::<Result<Vec<_>>>()?;
+        let order_cols = self
+            .config
+            .order_by
+            .iter()
+            .map(|(e, _)| evaluate(e, batch))
+            .collect::<Result<Vec<_>>>()?;
+        Ok((
+            self.keys.convert_columns(&key_cols)?,
+            self.order.convert_columns(&order_cols)?,
+            self.rows.convert_columns(batch.columns())?,
+        ))
+    }
+
     /// A subtask with no rows.
     pub fn new(config: TopNConfig) -> Result<Self> {
         if config.limit == 0 {
@@ -139,21 +160,7 @@ impl Operator for TopN {
         expect_schema(batch, schema, "Top-N rows")?;
         let batch = RecordBatch::try_new(Arc::clone(schema), batch.columns().to_vec())
             .map_err(|e| bad(format!("rows do not fit the input: {e}")))?;
-        let key_cols = self
-            .config
-            .partition_by
-            .iter()
-            .map(|e| evaluate(e, &batch))
-            .collect::<Result<Vec<_>>>()?;
-        let order_cols = self
-            .config
-            .order_by
-            .iter()
-            .map(|(e, _)| evaluate(e, &batch))
-            .collect::<Result<Vec<_>>>()?;
-        let keys = self.keys.convert_columns(&key_cols)?;
-        let order = self.order.convert_columns(&order_cols)?;
-        let rows = self.rows.convert_columns(batch.columns())?;
+        let (keys, order, rows) = self.encode(&batch)?;
         self.tops.clear();
         for i in 0..batch.num_rows() {
             let top = self.tops.entry(keys.row(i).as_ref().into()).or_default();
@@ -177,21 +184,7 @@ impl Operator for TopN {
         if batch.num_rows() == 0 {
             return Ok(());
         }
-        let key_cols = self
-            .config
-            .partition_by
-            .iter()
-            .map(|e| evaluate(e, &batch))
-            .collect::<Result<Vec<_>>>()?;
-        let order_cols = self
-            .config
-            .order_by
-            .iter()
-            .map(|(e, _)| evaluate(e, &batch))
-            .collect::<Result<Vec<_>>>()?;
-        let keys = self.keys.convert_columns(&key_cols)?;
-        let order = self.order.convert_columns(&order_cols)?;
-        let rows = self.rows.convert_columns(batch.columns())?;
+        let (keys, order, rows) = self.encode(&batch)?;
         let n = self.config.limit;
         // Changes: (row bytes, rank, op).
         let mut changes: Vec<(Box<[u8]>, u64, i8)> = Vec::new();

@@ -131,6 +131,18 @@ impl UnboundedAggregate {
         })
     }
 
+    /// Every group's key, in group order, leaving the groups as they are.
+    fn keys_in_order(&mut self) -> Result<Vec<ArrayRef>> {
+        let Some(v) = &mut self.values else {
+            return Ok(Vec::new());
+        };
+        let keys = super::window::drain_keys(v.as_mut())?;
+        // Interning them again in the same order gives the same ids.
+        let mut ids = Vec::new();
+        v.intern(&keys, &mut ids)?;
+        Ok(keys)
+    }
+
     /// Emits the changes since the last emission.
     fn emit(&mut self, out: &mut Output) -> Result<()> {
         self.last_emit = Instant::now();
@@ -139,16 +151,7 @@ impl UnboundedAggregate {
         }
         let g = self.groups;
         let all: Vec<usize> = (0..g).collect();
-        // Keys in group order; interning them again gives the same ids.
-        let keys = match &mut self.values {
-            Some(v) => {
-                let keys = super::window::drain_keys(v.as_mut())?;
-                let mut ids = Vec::new();
-                v.intern(&keys, &mut ids)?;
-                keys
-            }
-            None => Vec::new(),
-        };
+        let keys = self.keys_in_order()?;
         // Current results without losing the running state: detach it, put it back, and
         // evaluate a copy.
         let mut current = Vec::with_capacity(self.accs.len());
@@ -268,15 +271,10 @@ impl UnboundedAggregate {
 
 impl Operator for UnboundedAggregate {
     fn start(&mut self, ctx: &crate::operator::OperatorContext) -> Result<()> {
-        if self.config.cache.is_some() {
-            match ctx.keyed_state()? {
-                Some(store) => self.spill = Some(spill::Spill::new(self, store)?),
-                None => tracing::warn!(
-                    operator = %ctx.describe(),
-                    "'state.cache.keys' needs checkpoints (they provide the state store): \
-                     every group stays in memory"
-                ),
-            }
+        if self.config.cache.is_some()
+            && let Some(store) = ctx.cache_store()?
+        {
+            self.spill = Some(spill::Spill::new(self, store)?);
         }
         Ok(())
     }
@@ -286,16 +284,7 @@ impl Operator for UnboundedAggregate {
     /// table (what the next `-U`/`-D` retracts).
     fn checkpoint(&mut self, _barrier: &Barrier) -> Result<Option<OperatorState>> {
         let g = self.groups;
-        // Keys in group order; interning them again gives the same ids.
-        let keys = match &mut self.values {
-            Some(v) => {
-                let keys = super::window::drain_keys(v.as_mut())?;
-                let mut ids = Vec::new();
-                v.intern(&keys, &mut ids)?;
-                keys
-            }
-            None => Vec::new(),
-        };
+        let keys = self.keys_in_order()?;
         let states = copy_states(&mut self.accs, &self.config.aggregates, g)?;
         let mut touched = self.touched.clone();
         touched.resize(g, false);

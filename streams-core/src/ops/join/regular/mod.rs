@@ -418,15 +418,10 @@ impl Operator for RegularJoin {
     }
 
     fn start(&mut self, ctx: &crate::operator::OperatorContext) -> Result<()> {
-        if self.config.cache.is_some() {
-            match ctx.keyed_state()? {
-                Some(store) => self.spill = Some(spill::Spill::new(self, store)?),
-                None => tracing::warn!(
-                    operator = %ctx.describe(),
-                    "'state.cache.keys' needs checkpoints (they provide the state store): \
-                     every row stays in memory"
-                ),
-            }
+        if self.config.cache.is_some()
+            && let Some(store) = ctx.cache_store()?
+        {
+            self.spill = Some(spill::Spill::new(self, store)?);
         }
         Ok(())
     }
