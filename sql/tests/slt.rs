@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
 
 use std::io::Cursor;
-use std::path::Path;
+
 use std::sync::Arc;
 
 use sqllogictest::{DBOutput, DefaultColumnType};
@@ -193,7 +193,7 @@ impl sqllogictest::AsyncDB for Session {
 }
 
 fn main() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/slt");
+    let dir = manifest_dir().join("tests/slt");
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -226,4 +226,13 @@ fn main() {
     if failed > 0 {
         std::process::exit(1);
     }
+}
+
+/// The package's directory: as `cargo test` says when it runs the test (a binary built in
+/// another checkout of the same cache would otherwise look in that checkout), else as it was
+/// when the test was built.
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }
