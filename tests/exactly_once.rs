@@ -97,6 +97,25 @@ fn setup(tables: &[&Table]) -> (tempfile::TempDir, std::path::PathBuf, std::path
     (dir, data, script)
 }
 
+/// Events the queue source had read when savepoint `dir` was taken: the next offsets in its
+/// metadata (per queue: queue u32, next u64, end u64, little-endian).
+fn read_positions(dir: &Path) -> u64 {
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("metadata.bin")).unwrap()).unwrap();
+    let mut read = 0;
+    for p in meta["positions"].as_array().unwrap() {
+        let hex = p[2].as_str().unwrap();
+        let bytes: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect();
+        for chunk in bytes.chunks_exact(20) {
+            read += u64::from_le_bytes(chunk[4..12].try_into().unwrap());
+        }
+    }
+    read
+}
+
 /// Writes the tables into topics of their name (2 queues each) and creates `out`.
 fn produce(dir: &Path, tables: &[&Table]) {
     let store = Store::open(dir).unwrap();
@@ -369,30 +388,53 @@ async fn sigterm_takes_a_savepoint_that_a_later_run_starts_from() {
          GROUP BY window_start, window_end, k;",
     )
     .unwrap();
-    let child = Command::new(BIN)
+    let mut child = Command::new(BIN)
         .arg("--data-dir")
         .arg(&data)
         .arg("run")
         .arg(&script)
-        .env_remove("RUST_LOG")
+        .env("RUST_LOG", "rstreams=info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(1200));
+    // Stderr lines as they come, so that the stop lands once the job runs, whatever the load.
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let mut lines = Vec::new();
+    while !lines.iter().any(|l: &String| l.contains("job started")) {
+        lines.push(rx.recv_timeout(Duration::from_secs(120)).unwrap());
+    }
+    std::thread::sleep(Duration::from_millis(800));
     // SAFETY: kill(2) on the child's pid, which is still ours to signal (not yet waited for).
     let rc = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
     assert_eq!(rc, 0);
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    let savepoint = stderr
-        .lines()
+    let status = child.wait().unwrap();
+    reader.join().unwrap();
+    lines.extend(rx.try_iter());
+    let stderr = lines.join("\n");
+    assert!(status.success(), "{stderr}");
+    let savepoint = lines
+        .iter()
         .find_map(|l| l.split("savepoint ").nth(1))
         .unwrap_or_else(|| panic!("no savepoint reported: {stderr}"))
         .trim()
         .to_string();
     assert!(savepoint.contains("sp-"), "{savepoint}");
+    let read = read_positions(Path::new(&savepoint));
+    assert!(
+        read > 0 && read < 600_000,
+        "the stop came mid-way: the savepoint has {read} of 600000 events read"
+    );
     let partial = output(&data, &["ws", "k", "n", "total"]).len();
     // The next run starts from the savepoint, named explicitly, with a state dir of its own.
     let out = Command::new(BIN)
@@ -422,8 +464,8 @@ async fn sigterm_takes_a_savepoint_that_a_later_run_starts_from() {
     )
     .await;
     assert!(
-        partial > 0 && partial < expected.len(),
-        "the stop came mid-way: {partial} of {} rows",
+        partial < expected.len(),
+        "{partial} of {} rows",
         expected.len()
     );
     assert_exactly(&got, &expected, "stop with savepoint, then resume");
