@@ -87,6 +87,8 @@ impl OperatorFactory for RegularJoinConfig {
                 rows: Vec::new(),
                 index: HashMap::new(),
                 ttl: ttl::Clock::default(),
+                stored_rows: 0,
+                check_at: GARBAGE_SLACK,
             })
         };
         Ok(Box::new(RegularJoin {
@@ -120,7 +122,14 @@ struct Side {
     index: HashMap<Box<[u8]>, Vec<Entry>>,
     /// With a TTL: when each key was last written.
     ttl: ttl::Clock,
+    /// Rows in `batches`, held or not (retracted, expired or spilled rows stay until a
+    /// compaction), and the count at which to see whether compacting is worth it.
+    stored_rows: usize,
+    check_at: usize,
 }
+
+/// Garbage rows tolerated on top of the held ones before a side is compacted.
+const GARBAGE_SLACK: usize = 4096;
 
 /// One subtask of a regular join.
 #[derive(Debug)]
@@ -277,6 +286,7 @@ impl RegularJoin {
                 });
             }
         }
+        self.sides[s].stored_rows += data.num_rows();
         self.sides[s].batches.push(data.clone());
         if let Some(rows) = full_rows {
             self.sides[s].rows.push(rows);
@@ -414,7 +424,8 @@ impl Operator for RegularJoin {
             return Ok(());
         }
         self.process(input, batch, out)?;
-        self.spill_cold()
+        self.spill_cold()?;
+        self.collect_garbage(input)
     }
 
     fn start(&mut self, ctx: &crate::operator::OperatorContext) -> Result<()> {
@@ -517,6 +528,8 @@ impl Operator for RegularJoin {
                 Some(c) => vec![c.convert_columns(rows.columns())?],
                 None => Vec::new(),
             };
+            side.stored_rows = rows.num_rows();
+            side.check_at = side.stored_rows * 2 + GARBAGE_SLACK;
             side.batches = vec![rows];
         }
         Ok(())
@@ -524,6 +537,22 @@ impl Operator for RegularJoin {
 }
 
 impl RegularJoin {
+    /// Compacts side `s` once most of its stored rows are no longer held (retracted, expired
+    /// or spilled). Counting the held rows walks the index, so it is done only when the stored
+    /// rows have grown by the held ones since the last look.
+    fn collect_garbage(&mut self, s: usize) -> Result<()> {
+        let side = &mut self.sides[s];
+        if side.stored_rows <= side.check_at {
+            return Ok(());
+        }
+        let held: usize = side.index.values().map(Vec::len).sum();
+        if side.stored_rows - held > held + GARBAGE_SLACK {
+            return self.compact(s);
+        }
+        side.check_at = side.stored_rows + held.max(GARBAGE_SLACK);
+        Ok(())
+    }
+
     /// The stored columns of side `s`: its input without the change kind.
     fn data_schema(&self, s: usize) -> Result<SchemaRef> {
         let width = self.sides[s].width;

@@ -147,6 +147,7 @@ impl RegularJoin {
                 side.index.entry((*k).into()).or_default().push(entry);
                 side.ttl.written(k, now);
             }
+            side.stored_rows += batch.num_rows();
             side.batches.push(batch);
             store.delete_many(table, &gone)?;
         }
@@ -241,6 +242,8 @@ impl RegularJoin {
             Some(c) => vec![c.convert_columns(batch.columns())?],
             None => Vec::new(),
         };
+        side.stored_rows = batch.num_rows();
+        side.check_at = side.stored_rows * 2 + super::GARBAGE_SLACK;
         side.batches = vec![batch];
         side.index = index;
         Ok(())
