@@ -196,11 +196,6 @@ impl KeyedState for TaskKeyed {
         let t = self.0.table(table).map_err(core_err)?;
         t.delete_many(0, keys).map_err(core_err)
     }
-
-    fn len(&self, table: &str) -> streams_core::Result<u64> {
-        let t = self.0.table(table).map_err(core_err)?;
-        t.estimate_len().map_err(core_err)
-    }
 }
 
 impl CheckpointStorage for LocalStorage {

@@ -173,16 +173,6 @@ impl Table<'_> {
         self.store.db.write(batch).map_err(self.store.rocks())
     }
 
-    /// RocksDB's estimate of the number of keys in the table.
-    pub fn estimate_len(&self) -> Result<u64> {
-        Ok(self
-            .store
-            .db
-            .property_int_value_cf(&self.cf, "rocksdb.estimate-num-keys")
-            .map_err(self.store.rocks())?
-            .unwrap_or(0))
-    }
-
     /// Every `(key, value)` of `group` whose key starts with `prefix`, in key order.
     pub fn scan(&self, group: u16, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let start = stored_key(group, prefix);

@@ -260,12 +260,6 @@ pub trait KeyedState: Send + Sync + Debug {
     fn put_many(&self, table: &str, entries: &[(&[u8], &[u8])]) -> Result<()>;
     /// Removes keys of `table`.
     fn delete_many(&self, table: &str, keys: &[&[u8]]) -> Result<()>;
-    /// Number of keys in `table` (an estimate is fine).
-    fn len(&self, table: &str) -> Result<u64>;
-    /// Whether `table` holds no key.
-    fn is_empty(&self, table: &str) -> Result<bool> {
-        Ok(self.len(table)? == 0)
-    }
 }
 
 /// Durable storage of checkpoints, used by the runtime's coordinator. A local directory of

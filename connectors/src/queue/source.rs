@@ -24,7 +24,7 @@ enum Startup {
 }
 
 /// A topic as a source table.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct QueueSource {
     table: String,
     store: Arc<Store>,
@@ -138,18 +138,7 @@ impl SourceFactory for QueueSource {
             })
             .collect();
         Ok(Box::new(QueueReader {
-            factory: QueueSource {
-                table: self.table.clone(),
-                store: Arc::clone(&self.store),
-                topic: self.topic.clone(),
-                queues: self.queues,
-                schema: Arc::clone(&self.schema),
-                startup: self.startup,
-                bounded: self.bounded,
-                group: self.group.clone(),
-                poll: self.poll,
-                skip_bad: self.skip_bad,
-            },
+            factory: self.clone(),
             splits,
             turn: 0,
             committed: BTreeMap::new(),

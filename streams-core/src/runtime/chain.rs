@@ -347,8 +347,9 @@ impl Chain {
                     .map_err(|e| e.context(m.context.describe()))?,
             };
             self.store(k, state)?;
+            // Operators with keyed state always hand over state too, so `stored` covers them.
             if let Some(ck) = &self.checkpointing
-                && !matches!(self.members[k].work, Work::Pass)
+                && self.stored[k]
             {
                 // Everything this member stored (state and keyed state) as of now.
                 ck.storage

@@ -119,13 +119,6 @@ impl KeyedState for MemoryKeyed {
         }
         Ok(())
     }
-
-    fn len(&self, table: &str) -> Result<u64> {
-        let w = lock(&self.working);
-        Ok(w.get(&self.key)
-            .and_then(|d| d.tables.get(table))
-            .map_or(0, |t| t.len() as u64))
-    }
 }
 
 impl CheckpointStorage for MemoryCheckpoints {

@@ -89,6 +89,8 @@ pub struct UnboundedAggregate {
     /// Last results and flags of every group as they were before a compaction (for spilling).
     spilled_last: Vec<ArrayRef>,
     spilled_present: Vec<bool>,
+    /// Groups in the store (kept in checkpoints, so a restore knows whether to look there).
+    spilled: u64,
 }
 
 impl std::fmt::Debug for UnboundedAggregate {
@@ -128,6 +130,7 @@ impl UnboundedAggregate {
             spill: None,
             spilled_last: Vec::new(),
             spilled_present: Vec::new(),
+            spilled: 0,
         })
     }
 
@@ -246,6 +249,7 @@ const GROUPS: &str = "groups";
 const EMITTED: &str = "emitted";
 const ANY_TOUCHED: &str = "any_touched";
 const COUNTS_ROWS: &str = "counts_rows";
+const SPILLED: &str = "spilled";
 
 impl UnboundedAggregate {
     /// Types of the results as emitted, one per aggregate.
@@ -301,6 +305,7 @@ impl Operator for UnboundedAggregate {
         state.put_batch(EMITTED, columns_batch(columns, emitted)?);
         state.put_value(ANY_TOUCHED, i64::from(self.any_touched));
         state.put_value(COUNTS_ROWS, i64::from(self.config.counts_rows));
+        state.put_value(SPILLED, self.spilled as i64);
         Ok(Some(state))
     }
 
@@ -336,6 +341,7 @@ impl Operator for UnboundedAggregate {
             .ok_or_else(|| bad("no changed flags"))?;
         self.touched = touched.values().iter().collect();
         self.any_touched = state.value(ANY_TOUCHED).is_some_and(|v| v != 0);
+        self.spilled = state.value(SPILLED).map_or(0, |v| v.max(0) as u64);
         let batch = Self::one(&state, EMITTED)?;
         let mut types = self.result_types();
         types.push(DataType::Boolean);

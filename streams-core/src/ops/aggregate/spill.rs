@@ -84,7 +84,7 @@ impl UnboundedAggregate {
         let Some(spill) = &self.spill else {
             return Ok(());
         };
-        if first.is_empty() || spill.store.is_empty(TABLE)? {
+        if first.is_empty() || self.spilled == 0 {
             return Ok(());
         }
         let idx = UInt32Array::from(first.to_vec());
@@ -114,6 +114,7 @@ impl UnboundedAggregate {
             .convert_rows(hits.iter().map(|b| parser.parse(b)))?;
         let (widths, results) = (spill.state_widths.clone(), spill.results);
         spill.store.delete_many(TABLE, &gone)?;
+        self.spilled = self.spilled.saturating_sub(gone.len() as u64);
         let g = self.groups;
         let mut at = 0;
         for (acc, w) in self.accs.iter_mut().zip(&widths) {
@@ -215,6 +216,7 @@ impl UnboundedAggregate {
             .map(|i| (key_rows.row(i).data(), value_rows.row(i).data()))
             .collect();
         spill.store.put_many(TABLE, &entries)?;
+        self.spilled += cold.len() as u64;
         self.spilled_last.clear();
         self.spilled_present.clear();
         Ok(())
