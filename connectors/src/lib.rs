@@ -6,15 +6,21 @@
 //!
 //! - [`Nexmark`]: the Nexmark auction event generator, with the event table of Flink's suite.
 //! - [`Blackhole`]: a sink that drops its input.
+//! - [`Print`]: rows to stdout as a table or JSON, above `rstreams run`'s progress line.
 //! - [`Queue`]: topics of the embedded stream store, read and written exactly once when the
 //!   job checkpoints. It needs the store's directory, so it is registered apart:
 //!   [`register_queue`].
 //!
-//! Files and print are the subject of the connectors issue.
+//!
+//! Record formats (`json`, `csv`, `raw`) and the bad-record policy (`'format.on-error'`) are
+//! shared by the connectors that read bytes: [`format`].
 
 mod blackhole;
+pub mod format;
 pub mod nexmark;
+pub mod print;
 pub mod queue;
+mod store;
 
 use std::sync::Arc;
 
@@ -22,7 +28,9 @@ use streams_core::connector::ConnectorRegistry;
 
 pub use blackhole::Blackhole;
 pub use nexmark::{Nexmark, NexmarkSource};
+pub use print::Print;
 pub use queue::Queue;
+pub use store::StoreHandle;
 /// Connectors report errors as the engine's errors: they surface in plans and jobs.
 pub use streams_core::{Error, Result};
 
@@ -30,6 +38,7 @@ pub use streams_core::{Error, Result};
 pub fn register_builtin(registry: &mut ConnectorRegistry) {
     registry.register(Arc::new(Nexmark));
     registry.register(Arc::new(Blackhole));
+    registry.register(Arc::new(Print));
 }
 
 /// Adds the `queue` connector over the store in `data_dir` (opened when a job first uses it).

@@ -40,6 +40,9 @@ pub struct CheckpointSettings {
     pub retained: Option<usize>,
     /// `execution.savepoint.path`: the next job starts from this savepoint.
     pub savepoint: Option<PathBuf>,
+    /// Start every job fresh, deleting its checkpoints (savepoints stay): `rstreams run
+    /// --fresh`, after a query changed.
+    pub fresh: bool,
 }
 
 fn path(value: &str) -> PathBuf {
@@ -106,6 +109,7 @@ impl SqlEngine {
                 // The savepoint is where this one job starts; the next starts fresh or latest.
                 let from = match self.checkpoints.savepoint.take() {
                     Some(p) => StartFrom::Savepoint(p),
+                    None if s.fresh => StartFrom::Fresh,
                     None => StartFrom::Latest,
                 };
                 let storage = LocalStorage::open(dir.join(job), s.retained.unwrap_or(3), from)

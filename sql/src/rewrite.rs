@@ -418,13 +418,46 @@ impl Rewriter<'_> {
         if is_update_stream(input.schema().as_arrow()) {
             return Ok(None);
         }
-        let end = Expr::Column(Column::from(input.schema().qualified_field(w.end)));
-        let mut cols: Vec<Expr> = input
-            .schema()
-            .columns()
-            .into_iter()
-            .map(Expr::Column)
-            .collect();
+        // The window aggregate adds its own `window_start`, `window_end` and `window_time`:
+        // input columns of those names are renamed (and the aggregate's expressions with them).
+        let clashes =
+            |c: &Column| ["window_start", "window_end", "window_time"].contains(&c.name.as_str());
+        let inner_name = |c: &Column| format!("__cascaded_{}", c.name);
+        let mut cols: Vec<Expr> = Vec::new();
+        let mut end = None;
+        for (i, c) in input.schema().columns().into_iter().enumerate() {
+            let e = if clashes(&c) {
+                Expr::Column(c.clone()).alias(inner_name(&c))
+            } else {
+                Expr::Column(c.clone())
+            };
+            if i == w.end {
+                end = Some(Expr::Column(c));
+            }
+            cols.push(e);
+        }
+        let end = end.ok_or_else(|| plan_err("the window end column is missing"))?;
+        let rename = |e: &Expr| -> Result<Expr> {
+            Ok(e.clone()
+                .transform(|x| match x {
+                    Expr::Column(c) if clashes(&c) => Ok(Transformed::yes(Expr::Column(
+                        Column::from_name(inner_name(&c)),
+                    ))),
+                    other => Ok(Transformed::no(other)),
+                })
+                .map_err(streams_core::Error::from)?
+                .data)
+        };
+        let group_expr = agg
+            .group_expr
+            .iter()
+            .map(rename)
+            .collect::<Result<Vec<_>>>()?;
+        let aggr_expr = agg
+            .aggr_expr
+            .iter()
+            .map(rename)
+            .collect::<Result<Vec<_>>>()?;
         let one_ms = ScalarValue::IntervalMonthDayNano(Some(
             streams_core::arrow::datatypes::IntervalMonthDayNano::new(0, 0, 1_000_000),
         ));
@@ -434,8 +467,8 @@ impl Rewriter<'_> {
             .window_aggregate(
                 streams_core::window::WindowSpec::Tumble { size: 1, offset: 0 },
                 CASCADE_TIME,
-                agg.group_expr.clone(),
-                agg.aggr_expr.clone(),
+                group_expr,
+                aggr_expr,
                 WindowOptions::default(),
             )?;
         // The aggregate's own columns: its groups (the input's window columns among them),

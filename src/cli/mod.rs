@@ -5,8 +5,10 @@ mod consume;
 mod error;
 mod group;
 mod json_fields;
+mod live;
 mod output;
 mod produce;
+mod progress;
 mod run;
 mod topic;
 

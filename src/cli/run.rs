@@ -1,22 +1,32 @@
 //! `rstreams run JOB.sql`: runs a SQL script. Statements run in order; each `INSERT INTO`
-//! becomes a job, and a plain `SELECT` a job printing its rows. The command waits for every
-//! job; Ctrl-C or SIGTERM stops them with a savepoint, from which running the script again
-//! resumes (when checkpoints are on: `SET 'execution.checkpointing.interval'`).
+//! becomes a job, and a plain `SELECT` a job showing its result (a live table on a terminal).
+//! While jobs run, a progress line per job shows rows/s in and out, watermark, lag, bad
+//! records and the last checkpoint (`--quiet`: none). The command ends when every job has
+//! ended; if one fails, the others are stopped with a savepoint and the command exits 1 with
+//! one line naming the job and the error. Ctrl-C or SIGTERM stops every job with a savepoint,
+//! from which running the script again resumes (when checkpoints are on:
+//! `SET 'execution.checkpointing.interval'`).
 //!
 //! Each job keeps its state under `<state dir>/<sink table>`, where the state dir is
 //! `--state-dir`, else `SET 'state.checkpoints.dir'`, else `<data dir>/state`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::Args;
+use streams_connectors::print::{PrintFormat, PrintSink, Stream, console};
 use streams_core::connector::ConnectorRegistry;
 use streams_core::datafusion::logical_expr::LogicalPlan;
-use streams_core::dsl::PrintSink;
 use streams_core::plan::{SinkNode, StreamPlanBuilder};
 use streams_core::runtime::JobHandle;
+use streams_core::state::CheckpointInfo;
 use streams_sql::{Outcome, SqlEngine};
+use streams_state::LocalStorage;
+use tokio::sync::{mpsc, watch};
 
+use super::live::{LiveTable, ResultSink};
+use super::progress::{Watched, fit, terminal_size};
 use super::{CliError, Result};
 
 /// Arguments of `rstreams run`.
@@ -31,6 +41,13 @@ pub(crate) struct RunArgs {
     /// Start the script's first job from this savepoint (a directory `.../sp-<id>`)
     #[arg(long, value_name = "PATH")]
     from_savepoint: Option<PathBuf>,
+    /// Start every job from scratch: delete its checkpoints (savepoints stay), e.g. after the
+    /// query changed
+    #[arg(long, conflicts_with = "from_savepoint")]
+    fresh: bool,
+    /// No progress line and no job started/finished messages; results and errors only
+    #[arg(long, short)]
+    quiet: bool,
 }
 
 /// The job's name: its sink table, or `query-<n>` for a plain `SELECT`.
@@ -61,22 +78,65 @@ pub(crate) fn run(data_dir: &Path, args: RunArgs) -> Result<()> {
     if args.from_savepoint.is_some() {
         settings.savepoint = args.from_savepoint;
     }
+    settings.fresh = args.fresh;
+    let state_dir = settings.dir.clone();
     engine.set_checkpoint_settings(settings);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| CliError::Usage(format!("cannot start the runtime: {e}")))?;
-    runtime.block_on(run_jobs(&mut engine, outcomes))
+    runtime.block_on(run_jobs(&mut engine, outcomes, args.quiet, state_dir))
 }
 
-async fn run_jobs(engine: &mut SqlEngine, outcomes: Vec<Outcome>) -> Result<()> {
-    let mut jobs: Vec<(String, JobHandle)> = Vec::new();
+/// How a job's supervision ended.
+enum JobEnd {
+    Finished(streams_core::Result<()>),
+    Stopped(streams_core::Result<Option<CheckpointInfo>>),
+}
+
+/// Waits for the job to end, or stops it (with a savepoint) when told to.
+async fn supervise(mut handle: JobHandle, mut stop: watch::Receiver<bool>) -> JobEnd {
+    let finished = tokio::select! {
+        r = handle.join() => Some(r),
+        _ = stop.wait_for(|s| *s) => None,
+    };
+    match finished {
+        Some(r) => JobEnd::Finished(r),
+        None => JobEnd::Stopped(handle.stop().await),
+    }
+}
+
+fn note(text: String) {
+    console().print(&format!("{text}\n"), Stream::Stderr);
+}
+
+async fn run_jobs(
+    engine: &mut SqlEngine,
+    outcomes: Vec<Outcome>,
+    quiet: bool,
+    state_dir: Option<PathBuf>,
+) -> Result<()> {
+    let terminal = console().terminal().is_some();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(usize, JobEnd)>();
+    let mut names: Vec<String> = Vec::new();
+    let mut watched: Vec<Watched> = Vec::new();
+    let mut tables: Vec<Arc<LiveTable>> = Vec::new();
     for (n, outcome) in outcomes.into_iter().enumerate() {
         let plan = match outcome {
             Outcome::Insert(plan) => plan,
-            Outcome::Query(plan) => StreamPlanBuilder::from_plan(plan)
-                .sink("print", Arc::new(PrintSink))
-                .map_err(streams_sql::Error::from)?,
+            Outcome::Query(plan) => {
+                let sink: Arc<dyn streams_core::SinkFactory> = if terminal {
+                    let table = Arc::new(LiveTable::default());
+                    tables.push(Arc::clone(&table));
+                    Arc::new(ResultSink(table))
+                } else {
+                    Arc::new(PrintSink::new("result", PrintFormat::Table, None, false))
+                };
+                StreamPlanBuilder::from_plan(plan)
+                    .sink(&format!("query-{n}"), sink)
+                    .map_err(streams_sql::Error::from)?
+            }
             Outcome::Explain(text) => {
                 println!("{text}");
                 continue;
@@ -91,48 +151,128 @@ async fn run_jobs(engine: &mut SqlEngine, outcomes: Vec<Outcome>) -> Result<()> 
             Outcome::Created(_) | Outcome::Dropped(_) | Outcome::Set(_, _) => continue,
         };
         let name = job_name(&plan, n);
-        let handle = engine.launch(&plan, &name)?;
-        tracing::info!(job = %name, "job started");
-        jobs.push((name, handle));
+        let handle = engine.launch(&plan, &name).map_err(|e| match e {
+            streams_sql::Error::Core(streams_core::Error::IncompatibleState(m)) => CliError::Job {
+                job: name.clone(),
+                message: format!("{m} (run with --fresh to start over)"),
+            },
+            e => e.into(),
+        })?;
+        if !quiet {
+            note(format!("job `{name}` started"));
+        }
+        watched.push(Watched::new(name.clone(), handle.metrics()));
+        let index = names.len();
+        names.push(name);
+        let done = done_tx.clone();
+        let stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let end = supervise(handle, stop).await;
+            let _ = done.send((index, end));
+        });
     }
-    if jobs.is_empty() {
+    drop(done_tx);
+    if names.is_empty() {
         return Ok(());
     }
-    let finished = {
-        let all = futures::future::join_all(jobs.iter_mut().map(|(_, h)| h.join()));
-        tokio::select! {
-            results = all => Some(results),
-            () = shutdown_signal() => None,
-        }
+
+    let mut remaining = names.len();
+    let mut failure: Option<CliError> = None;
+    let mut stopping = false;
+    let signal = shutdown_signal();
+    tokio::pin!(signal);
+    let period = if terminal {
+        Duration::from_millis(500)
+    } else {
+        Duration::from_secs(10)
     };
-    match finished {
-        Some(results) => {
-            for ((name, _), r) in jobs.iter().zip(results) {
-                r.map_err(|e| CliError::Job {
-                    job: name.clone(),
-                    message: e.to_string(),
-                })?;
-            }
-            Ok(())
-        }
-        None => {
-            for (name, handle) in jobs {
-                match handle.stop().await {
-                    Ok(Some(savepoint)) => {
-                        eprintln!("job `{name}` stopped; savepoint {}", savepoint.location)
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    while remaining > 0 {
+        tokio::select! {
+            ended = done_rx.recv() => {
+                let Some((i, end)) = ended else { break };
+                remaining -= 1;
+                let name = &names[i];
+                match end {
+                    JobEnd::Finished(Ok(())) => {
+                        // All its output is committed: a next run starts over rather than
+                        // resuming at the end of its input.
+                        if let Some(dir) = &state_dir
+                            && let Err(e) = LocalStorage::discard_checkpoints(dir.join(name))
+                        {
+                            note(format!("job `{name}`: cannot delete its checkpoints: {e}"));
+                        }
+                        if !quiet {
+                            note(format!("job `{name}` finished"));
+                        }
                     }
-                    Ok(None) => eprintln!("job `{name}` stopped (no checkpoints: nothing saved)"),
-                    Err(e) => {
-                        return Err(CliError::Job {
-                            job: name,
-                            message: format!("stop failed: {e}"),
-                        });
+                    JobEnd::Finished(Err(e)) | JobEnd::Stopped(Err(e)) => {
+                        if failure.is_none() {
+                            failure = Some(CliError::Job { job: name.clone(), message: e.to_string() });
+                        } else {
+                            note(format!("job `{name}` failed too: {e}"));
+                        }
+                        // One failed: stop the others, each with a savepoint to resume from.
+                        let _ = stop_tx.send(true);
+                    }
+                    JobEnd::Stopped(Ok(Some(savepoint))) => {
+                        note(format!("job `{name}` stopped; savepoint {}", savepoint.location));
+                    }
+                    JobEnd::Stopped(Ok(None)) => {
+                        note(format!("job `{name}` stopped (no checkpoints: nothing saved)"));
                     }
                 }
             }
-            Ok(())
+            () = &mut signal, if !stopping => {
+                stopping = true;
+                let _ = stop_tx.send(true);
+            }
+            _ = ticker.tick() => {
+                report(&mut watched, &tables, quiet, terminal);
+            }
         }
     }
+    console().clear_block();
+    for table in &tables {
+        if let Some(text) = table.render(usize::MAX).or_else(|| table.footer()) {
+            console().print(&text, Stream::Stdout);
+        }
+    }
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Redraws the live tables and progress lines (terminal), or logs progress lines.
+fn report(watched: &mut [Watched], tables: &[Arc<LiveTable>], quiet: bool, terminal: bool) {
+    let lines: Vec<String> = if quiet {
+        Vec::new()
+    } else {
+        watched.iter_mut().map(Watched::line).collect()
+    };
+    if !terminal {
+        for line in lines {
+            note(format!("progress: {line}"));
+        }
+        return;
+    }
+    let (width, height) = terminal_size();
+    let room = height.saturating_sub(lines.len() + 6).max(3) / tables.len().max(1);
+    let mut block = String::new();
+    for table in tables {
+        if let Some(text) = table.render(room) {
+            for line in text.lines() {
+                block.push_str(&fit(line, width));
+                block.push('\n');
+            }
+        }
+    }
+    for line in lines {
+        block.push_str(&fit(&line, width));
+        block.push('\n');
+    }
+    console().set_block(block);
 }
 
 /// Ctrl-C or SIGTERM.

@@ -70,6 +70,17 @@ fn core_err(e: Error) -> streams_core::Error {
 }
 
 impl LocalStorage {
+    /// Deletes the checkpoints of the job whose state is under `dir` (its savepoints stay):
+    /// the next start is fresh. For a job that finished, whose output is all committed.
+    pub fn discard_checkpoints(dir: impl AsRef<Path>) -> Result<()> {
+        let root = dir.as_ref().join("checkpoints");
+        match std::fs::remove_dir_all(&root) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io(&root)(e)),
+        }
+    }
+
     /// Opens job state under `dir`, keeping the newest `retain` checkpoints, and restores the
     /// checkpoint `from` asks for. With [`StartFrom::Latest`], checkpoints that exist but of
     /// which none verifies are an error (starting fresh would silently redo or lose output).

@@ -17,6 +17,8 @@ pub struct OperatorMetrics {
     rows_out: AtomicU64,
     batches_out: AtomicU64,
     late_rows: AtomicU64,
+    bad_records: AtomicU64,
+    lag: AtomicU64,
     watermark: AtomicI64,
     busy_nanos: AtomicU64,
 }
@@ -29,6 +31,8 @@ impl Default for OperatorMetrics {
             rows_out: AtomicU64::new(0),
             batches_out: AtomicU64::new(0),
             late_rows: AtomicU64::new(0),
+            bad_records: AtomicU64::new(0),
+            lag: AtomicU64::new(u64::MAX),
             watermark: AtomicI64::new(i64::MIN),
             busy_nanos: AtomicU64::new(0),
         }
@@ -51,6 +55,16 @@ impl OperatorMetrics {
     /// Counts rows that arrived after every window they belong to had fired.
     pub fn late(&self, rows: usize) {
         self.late_rows.fetch_add(rows as u64, Ordering::Relaxed);
+    }
+
+    /// Counts input records a source could not read (skipped or sent to a dead-letter topic).
+    pub fn bad_records(&self, n: u64) {
+        self.bad_records.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Records how many records a source subtask is behind the end of its input.
+    pub fn set_lag(&self, records: u64) {
+        self.lag.store(records, Ordering::Relaxed);
     }
 
     /// Records the operator's current watermark.
@@ -89,6 +103,10 @@ pub struct SubtaskMetrics {
     pub batches_out: u64,
     /// Rows that arrived after all their windows fired (counted, then routed or dropped).
     pub late_rows: u64,
+    /// Input records a source could not read and skipped or sent to a dead-letter topic.
+    pub bad_records: u64,
+    /// Records a source subtask is behind the end of its input, if it knows.
+    pub lag: Option<u64>,
     /// Current event-time watermark, if any.
     pub watermark: Option<i64>,
     /// Time spent processing.
@@ -196,6 +214,8 @@ impl JobMetrics {
                     rows_out: m.rows_out.load(Ordering::Relaxed),
                     batches_out: m.batches_out.load(Ordering::Relaxed),
                     late_rows: m.late_rows.load(Ordering::Relaxed),
+                    bad_records: m.bad_records.load(Ordering::Relaxed),
+                    lag: Some(m.lag.load(Ordering::Relaxed)).filter(|&l| l != u64::MAX),
                     watermark: (wm != i64::MIN).then_some(wm),
                     busy: Duration::from_nanos(m.busy_nanos.load(Ordering::Relaxed)),
                     queued,
@@ -212,7 +232,7 @@ impl JobMetrics {
     pub fn render(&self) -> String {
         use std::fmt::Write as _;
         let mut out = String::from(
-            "node                     subtask     rows in   batches    rows out   batches    late  \
+            "node                     subtask     rows in   batches    rows out   batches    late     bad  \
              watermark             busy ms  queue\n",
         );
         for m in self.snapshot() {
@@ -220,13 +240,14 @@ impl JobMetrics {
             let name = format!("[{}] {}", m.node, m.name);
             let _ = writeln!(
                 out,
-                "{name:<24} {:>7} {:>11} {:>9} {:>11} {:>9} {:>7}  {wm:<20} {:>8} {:>3}/{}",
+                "{name:<24} {:>7} {:>11} {:>9} {:>11} {:>9} {:>7} {:>7}  {wm:<20} {:>8} {:>3}/{}",
                 m.subtask,
                 m.rows_in,
                 m.batches_in,
                 m.rows_out,
                 m.batches_out,
                 m.late_rows,
+                m.bad_records,
                 m.busy.as_millis(),
                 m.queued,
                 m.capacity

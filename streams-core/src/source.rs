@@ -7,8 +7,11 @@ use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 
+use std::sync::Arc;
+
 use crate::Result;
 use crate::checkpoint::CheckpointId;
+use crate::metrics::OperatorMetrics;
 
 /// What a source subtask produced.
 #[derive(Clone, Debug)]
@@ -43,6 +46,9 @@ pub struct SourceContext {
     pub subtask: usize,
     /// Number of subtasks of the source.
     pub parallelism: usize,
+    /// The subtask's counters: a source counts the records it could not read
+    /// ([`OperatorMetrics::bad_records`]) and reports its lag ([`OperatorMetrics::set_lag`]).
+    pub metrics: Arc<OperatorMetrics>,
 }
 
 /// One subtask of a source.

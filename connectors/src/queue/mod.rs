@@ -12,18 +12,23 @@
 //!   offsets noted at pre-commit and appends only those missing: writes are idempotent per
 //!   checkpoint. Without checkpoints the sink appends as it writes (at least once).
 //!
-//! Rows are JSON objects (one per record, `'format' = 'json'`).
+//! A record holds one row: a JSON object (`'format' = 'json'`, the default), a CSV line
+//! (`csv`) or the payload itself as the table's only column (`raw`). Records that cannot be
+//! read fail the job, are skipped or go to a dead-letter topic (`'format.on-error'`).
 
 mod sink;
 mod source;
 
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, LazyLock};
 
 use streams_core::arrow::datatypes::SchemaRef;
 use streams_core::connector::{Connector, OptionSpec, Options};
 use streams_core::{Error, Result, SinkFactory, SourceFactory};
 use streams_queue::Store;
+
+use crate::format::{FORMAT_OPTIONS, Format, ON_ERROR_OPTIONS};
+use crate::store::StoreHandle;
 
 pub use sink::QueueSink;
 pub use source::QueueSource;
@@ -31,7 +36,7 @@ pub use source::QueueSource;
 /// Header naming the sink transaction a record belongs to.
 pub const TXN_HEADER: &str = "rstreams.txn";
 
-const OPTIONS: &[OptionSpec] = &[
+const OWN_OPTIONS: &[OptionSpec] = &[
     OptionSpec {
         name: "topic",
         required: true,
@@ -40,7 +45,7 @@ const OPTIONS: &[OptionSpec] = &[
     OptionSpec {
         name: "format",
         required: false,
-        doc: "record format: json (default)",
+        doc: "record format: json (default), csv or raw (the payload as the only column)",
     },
     OptionSpec {
         name: "scan.startup.mode",
@@ -70,11 +75,6 @@ const OPTIONS: &[OptionSpec] = &[
         doc: "how long to wait when every queue is read to its end, e.g. 20ms (default)",
     },
     OptionSpec {
-        name: "format.on-error",
-        required: false,
-        doc: "a record that does not parse: fail (default) or skip (counted and logged)",
-    },
-    OptionSpec {
         name: "key.fields",
         required: false,
         doc: "sink: columns (separated by ;) whose JSON makes the record key and picks the queue; \
@@ -82,52 +82,45 @@ const OPTIONS: &[OptionSpec] = &[
     },
 ];
 
+static OPTIONS: LazyLock<Vec<OptionSpec>> = LazyLock::new(|| {
+    let mut all = OWN_OPTIONS.to_vec();
+    all.extend(ON_ERROR_OPTIONS);
+    all.extend(FORMAT_OPTIONS);
+    all
+});
+
 /// The `queue` connector over one store, opened on first use.
 #[derive(Debug)]
 pub struct Queue {
-    dir: PathBuf,
-    store: OnceLock<Arc<Store>>,
+    store: StoreHandle,
 }
 
 impl Queue {
     /// Tables over the store in `dir`, opened when a job first needs it.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Queue {
-            dir: dir.into(),
-            store: OnceLock::new(),
-        }
+        Queue::with_handle(StoreHandle::new(dir))
     }
 
     /// Tables over a store that is already open.
     pub fn with_store(store: Arc<Store>) -> Self {
-        let cell = OnceLock::new();
-        let dir = store.data_dir().to_path_buf();
-        let _ = cell.set(store);
-        Queue { dir, store: cell }
+        Queue::with_handle(StoreHandle::open_store(store))
+    }
+
+    /// Tables over the store of `handle` (shared with other connectors).
+    pub fn with_handle(store: StoreHandle) -> Self {
+        Queue { store }
     }
 
     fn store(&self) -> Result<Arc<Store>> {
-        if let Some(s) = self.store.get() {
-            return Ok(Arc::clone(s));
-        }
-        let opened = Store::open(&self.dir).map_err(|e| {
-            Error::plan(format!(
-                "queue connector: cannot open the store in {}: {e}",
-                self.dir.display()
-            ))
-        })?;
-        Ok(Arc::clone(self.store.get_or_init(|| Arc::new(opened))))
+        self.store
+            .get()
+            .map_err(|e| Error::plan(format!("queue connector: {e}")))
     }
 }
 
-fn check_format(table: &str, options: &Options) -> Result<()> {
-    match options.get("format").unwrap_or("json") {
-        "json" => Ok(()),
-        other => Err(Error::plan(format!(
-            "table `{table}`: 'format' = '{other}' is not supported by the queue connector yet; \
-             use 'json'"
-        ))),
-    }
+fn format_of(table: &str, schema: &SchemaRef, options: &Options) -> Result<Format> {
+    Format::from_options(table, schema, options, &[])?
+        .ok_or_else(|| Error::Internal("no format".into()))
 }
 
 fn topic_of(table: &str, store: &Store, options: &Options) -> Result<(String, u32)> {
@@ -148,7 +141,7 @@ impl Connector for Queue {
     }
 
     fn options(&self) -> &[OptionSpec] {
-        OPTIONS
+        &OPTIONS
     }
 
     fn source(
@@ -157,11 +150,13 @@ impl Connector for Queue {
         schema: SchemaRef,
         options: &Options,
     ) -> Result<Arc<dyn SourceFactory>> {
-        check_format(table, options)?;
-        let store = self.store()?;
-        let (topic, queues) = topic_of(table, &store, options)?;
+        let format = format_of(table, &schema, options)?;
         Ok(Arc::new(QueueSource::new(
-            table, store, topic, queues, schema, options,
+            table,
+            self.store.clone(),
+            schema,
+            format,
+            options,
         )?))
     }
 
@@ -171,11 +166,16 @@ impl Connector for Queue {
         schema: SchemaRef,
         options: &Options,
     ) -> Result<Arc<dyn SinkFactory>> {
-        check_format(table, options)?;
+        let format = format_of(table, &schema, options)?;
+        if options.get("format.on-error").is_some() {
+            return Err(Error::plan(format!(
+                "table `{table}`: 'format.on-error' applies to reading; this table is written"
+            )));
+        }
         let store = self.store()?;
         let (topic, queues) = topic_of(table, &store, options)?;
         Ok(Arc::new(QueueSink::new(
-            table, store, topic, queues, &schema, options,
+            table, store, topic, queues, &schema, format, options,
         )?))
     }
 }

@@ -14,6 +14,8 @@ use streams_core::state::OperatorState;
 use streams_core::{Error, Result, Sink, SinkContext, SinkFactory};
 use streams_queue::{ReadOptions, Record, Store};
 
+use crate::format::{Format, RecordEncoder};
+
 use super::TXN_HEADER;
 
 /// A topic as a sink table.
@@ -24,6 +26,7 @@ pub struct QueueSink {
     topic: String,
     queues: u32,
     key_columns: Vec<usize>,
+    encoder: RecordEncoder,
 }
 
 impl QueueSink {
@@ -33,6 +36,7 @@ impl QueueSink {
         topic: String,
         queues: u32,
         schema: &SchemaRef,
+        format: Format,
         options: &Options,
     ) -> Result<Self> {
         let mut key_columns = Vec::new();
@@ -52,6 +56,7 @@ impl QueueSink {
             topic,
             queues,
             key_columns,
+            encoder: RecordEncoder::new(format),
         })
     }
 }
@@ -68,6 +73,7 @@ impl SinkFactory for QueueSink {
             topic: self.topic.clone(),
             queues: self.queues,
             key_columns: self.key_columns.clone(),
+            encoder: self.encoder.clone(),
             txn_prefix: String::new(),
             subtask,
             transactional: true,
@@ -97,6 +103,7 @@ struct QueueWriter {
     topic: String,
     queues: u32,
     key_columns: Vec<usize>,
+    encoder: RecordEncoder,
     /// `<table>/<node>/<subtask>/`: who wrote a record.
     txn_prefix: String,
     subtask: usize,
@@ -116,17 +123,12 @@ fn exec(table: &str, message: impl std::fmt::Display) -> Error {
 }
 
 impl QueueWriter {
-    /// Records for `batches` by queue, in order, as JSON objects.
+    /// Records for `batches` by queue, in order; keys are JSON objects of the key columns.
     fn records(&self, batches: &[RecordBatch]) -> Result<BTreeMap<u32, Vec<Record>>> {
         let mut by_queue: BTreeMap<u32, Vec<Record>> = BTreeMap::new();
         let default_queue = (self.subtask as u32) % self.queues.max(1);
         for batch in batches {
-            let mut buf = Vec::new();
-            {
-                let mut w = LineDelimitedWriter::new(&mut buf);
-                w.write(batch)?;
-                w.finish()?;
-            }
+            let payloads = self.encoder.encode(batch)?;
             let keys = if self.key_columns.is_empty() {
                 None
             } else {
@@ -138,12 +140,9 @@ impl QueueWriter {
                 }
                 Some(kbuf)
             };
-            let bytes = Bytes::from(buf);
             let mut key_lines = keys.as_deref().map(|k| k.split(|&b| b == b'\n'));
-            let mut start = 0;
-            for end in memchr::memchr_iter(b'\n', &bytes) {
-                let mut record = Record::new(bytes.slice(start..end));
-                start = end + 1;
+            for payload in payloads {
+                let mut record = Record::new(payload);
                 let queue = match key_lines.as_mut().and_then(Iterator::next) {
                     Some(k) => {
                         let key = Bytes::copy_from_slice(k);

@@ -1,18 +1,21 @@
-//! Reading a topic: one split per queue, JSON records decoded into Arrow batches, positions
+//! Reading a topic: one split per queue, records decoded into Arrow batches, positions
 //! checkpointed as next offsets.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use streams_core::arrow::datatypes::SchemaRef;
-use streams_core::arrow::json::ReaderBuilder;
 use streams_core::arrow::record_batch::RecordBatch;
 use streams_core::checkpoint::CheckpointId;
 use streams_core::connector::Options;
+use streams_core::metrics::OperatorMetrics;
 use streams_core::{Error, Result, Source, SourceEvent, SourceFactory};
 use streams_queue::{ReadOptions, StartFrom, Store, StoredRecord};
+
+use crate::format::{BadRecords, Format, OnError, RecordDecoder};
+use crate::store::StoreHandle;
 
 /// Where a fresh job starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,18 +38,23 @@ pub struct QueueSource {
     bounded: bool,
     group: Option<String>,
     poll: Duration,
-    skip_bad: bool,
+    format: Format,
+    on_error: OnError,
+    store_handle: StoreHandle,
 }
 
 impl QueueSource {
     pub(super) fn new(
         table: &str,
-        store: Arc<Store>,
-        topic: String,
-        queues: u32,
+        store_handle: StoreHandle,
         schema: SchemaRef,
+        format: Format,
         options: &Options,
     ) -> Result<Self> {
+        let store = store_handle
+            .get()
+            .map_err(|e| Error::plan(format!("queue connector: {e}")))?;
+        let (topic, queues) = super::topic_of(table, &store, options)?;
         let bad = |key: &str, v: &str, expected: &str| {
             Error::plan(format!(
                 "table `{table}`: option '{key}' = '{v}' is not valid; expected {expected}"
@@ -94,11 +102,7 @@ impl QueueSource {
                 .map_err(|e| bad("scan.poll-interval", v, &format!("a duration ({e})")))?,
             None => Duration::from_millis(20),
         };
-        let skip_bad = match options.get("format.on-error").unwrap_or("fail") {
-            "fail" => false,
-            "skip" => true,
-            v => return Err(bad("format.on-error", v, "fail or skip")),
-        };
+        let on_error = OnError::from_options(table, options, Some(&store_handle))?;
         Ok(QueueSource {
             table: table.to_string(),
             store,
@@ -109,7 +113,9 @@ impl QueueSource {
             bounded,
             group,
             poll,
-            skip_bad,
+            format,
+            on_error,
+            store_handle,
         })
     }
 }
@@ -142,7 +148,17 @@ impl SourceFactory for QueueSource {
             splits,
             turn: 0,
             committed: BTreeMap::new(),
-            skipped: 0,
+            decoder: RecordDecoder::new(
+                Arc::clone(&self.schema),
+                self.format.clone(),
+                BadRecords::new(
+                    &self.table,
+                    self.on_error.clone(),
+                    Some(self.store_handle.clone()),
+                ),
+            ),
+            metrics: None,
+            lag_at: None,
             ended: false,
         }))
     }
@@ -165,7 +181,9 @@ struct QueueReader {
     turn: usize,
     /// Offsets recorded per checkpoint, committed to the group when it completes.
     committed: BTreeMap<CheckpointId, Vec<(u32, u64)>>,
-    skipped: u64,
+    decoder: RecordDecoder,
+    metrics: Option<Arc<OperatorMetrics>>,
+    lag_at: Option<Instant>,
     ended: bool,
 }
 
@@ -184,57 +202,38 @@ impl QueueReader {
         )
     }
 
-    /// Decodes records into one batch. A record that does not parse fails the job (naming its
-    /// offset), or is skipped and counted with `'format.on-error' = 'skip'`.
+    /// Decodes records into one batch; unreadable ones go to the table's `format.on-error`.
     fn decode(&mut self, queue: u32, records: &[StoredRecord]) -> Result<RecordBatch> {
-        let schema = Arc::clone(&self.factory.schema);
-        let mut decoder = ReaderBuilder::new(Arc::clone(&schema))
-            .with_batch_size(records.len().max(1))
-            .build_decoder()?;
-        let whole = records
-            .iter()
-            .try_for_each(|r| decoder.decode(&r.payload).map(|_| ()))
-            .and_then(|()| decoder.flush());
-        match whole {
-            Ok(Some(b)) if b.num_rows() == records.len() => Ok(b),
-            // Some record is bad (or made other than one row): find which, one by one.
-            _ => self.decode_one_by_one(queue, records),
-        }
+        let payloads: Vec<&[u8]> = records.iter().map(|r| &r.payload[..]).collect();
+        let topic = &self.factory.topic;
+        self.decoder.decode(&payloads, |i| {
+            format!(
+                "topic '{topic}', queue {queue}, offset {}",
+                records[i].offset
+            )
+        })
     }
 
-    fn decode_one_by_one(&mut self, queue: u32, records: &[StoredRecord]) -> Result<RecordBatch> {
-        let schema = Arc::clone(&self.factory.schema);
-        let mut good = Vec::with_capacity(records.len());
-        for r in records {
-            let mut d = ReaderBuilder::new(Arc::clone(&schema)).build_decoder()?;
-            let problem = match d.decode(&r.payload).and_then(|_| d.flush()) {
-                Ok(Some(b)) if b.num_rows() == 1 => {
-                    good.push(b);
-                    continue;
-                }
-                Ok(Some(b)) => format!("it holds {} rows, not one", b.num_rows()),
-                Ok(None) => "it is empty".to_string(),
-                Err(e) => e.to_string(),
-            };
-            if !self.factory.skip_bad {
-                return Err(Error::Execution {
-                    context: self.describe(queue),
-                    message: format!(
-                        "the record at offset {} does not fit the table's columns: {problem} \
-                         (set 'format.on-error' = 'skip' to skip such records)",
-                        r.offset
-                    ),
-                });
-            }
-            self.skipped += 1;
-            tracing::warn!(
-                table = %self.factory.table, queue, offset = r.offset,
-                "skipping a record that does not parse: {problem}"
-            );
+    /// Records behind the end of `queue`, at most every 200 ms per source subtask.
+    fn report_lag(&mut self) {
+        let Some(metrics) = &self.metrics else {
+            return;
+        };
+        if self
+            .lag_at
+            .is_some_and(|t| t.elapsed() < Duration::from_millis(200))
+        {
+            return;
         }
-        Ok(streams_core::arrow::compute::concat_batches(
-            &schema, &good,
-        )?)
+        self.lag_at = Some(Instant::now());
+        let mut lag = 0;
+        for s in &self.splits {
+            if let Ok((_, end)) = self.factory.store.offsets(&self.factory.topic, s.queue) {
+                let end = s.end.map_or(end, |e| e.min(end));
+                lag += end.saturating_sub(s.next.unwrap_or(0));
+            }
+        }
+        metrics.set_lag(lag);
     }
 }
 
@@ -271,7 +270,9 @@ impl Source for QueueReader {
         Ok(())
     }
 
-    async fn start(&mut self, _ctx: &streams_core::SourceContext) -> Result<()> {
+    async fn start(&mut self, ctx: &streams_core::SourceContext) -> Result<()> {
+        self.decoder.bad_records().start(Arc::clone(&ctx.metrics))?;
+        self.metrics = Some(Arc::clone(&ctx.metrics));
         let f = &self.factory;
         let committed = match (&f.group, f.startup) {
             (Some(g), Startup::Group) => f
@@ -347,8 +348,10 @@ impl Source for QueueReader {
                 // Advanced only once the batch is in hand: a dropped future loses nothing.
                 self.splits[i].next = Some(after);
                 self.turn = i + 1;
+                self.report_lag();
                 return Ok(SourceEvent::Batch { split: i, batch });
             }
+            self.report_lag();
             tokio::time::sleep(self.factory.poll).await;
         }
     }
@@ -385,11 +388,13 @@ impl Source for QueueReader {
     }
 
     async fn close(&mut self) -> Result<()> {
-        if self.skipped > 0 {
+        let bad = self.decoder.bad_records();
+        if bad.count() > 0 {
             tracing::warn!(
                 table = %self.factory.table,
-                skipped = self.skipped,
-                "records skipped because they did not parse"
+                records = bad.count(),
+                policy = ?bad.policy(),
+                "records that could not be read were skipped or sent to the dead-letter topic"
             );
         }
         Ok(())

@@ -513,12 +513,14 @@ pub fn launch(graph: JobGraph, config: &RuntimeConfig) -> Result<JobHandle> {
                             })
                             .unwrap_or_default()
                     });
+                    let metrics = Arc::clone(&chain_run.routing[0].metrics);
                     let task = SourceTask {
                         source: factory.create(subtask, parallelism)?,
                         context: SourceContext {
                             node: head.0,
                             subtask,
                             parallelism,
+                            metrics,
                         },
                         watermark: watermark.clone(),
                         chain: chain_run,
