@@ -411,7 +411,10 @@ async fn sigterm_takes_a_savepoint_that_a_later_run_starts_from() {
         }
     });
     let mut lines = Vec::new();
-    while !lines.iter().any(|l: &String| l.contains("job started")) {
+    while !lines
+        .iter()
+        .any(|l: &String| l.contains("job `out` started"))
+    {
         lines.push(rx.recv_timeout(Duration::from_secs(120)).unwrap());
     }
     std::thread::sleep(Duration::from_millis(800));

@@ -20,6 +20,8 @@ pub fn console() -> &'static Console {
         Console {
             state: Mutex::new(State::default()),
             block_on,
+            stderr_tty: std::io::stderr().is_terminal(),
+            stdout_tty: std::io::stdout().is_terminal(),
         }
     });
     &CONSOLE
@@ -59,6 +61,8 @@ struct State {
 pub struct Console {
     state: Mutex<State>,
     block_on: Option<Stream>,
+    stdout_tty: bool,
+    stderr_tty: bool,
 }
 
 impl Console {
@@ -72,18 +76,29 @@ impl Console {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Writes `text` (whole lines) to `stream`, above the block if the block is there.
+    /// Writes `text` (whole lines) to `stream`, above the block if `stream` shows on the
+    /// block's terminal.
     pub fn print(&self, text: &str, stream: Stream) {
         let mut state = self.lock();
-        if self.block_on != Some(stream) || state.drawn == 0 && state.block.is_empty() {
+        let tty = match stream {
+            Stream::Stdout => self.stdout_tty,
+            Stream::Stderr => self.stderr_tty,
+        };
+        let Some(block_on) = self.block_on.filter(|_| tty && state.drawn > 0) else {
             stream.write(text);
             return;
+        };
+        if block_on == stream {
+            let mut all = erase(state.drawn);
+            all.push_str(text);
+            all.push_str(&state.block);
+            stream.write(&all);
+        } else {
+            block_on.write(&erase(state.drawn));
+            stream.write(text);
+            block_on.write(&state.block);
         }
-        let mut all = erase(state.drawn);
-        all.push_str(text);
-        all.push_str(&state.block);
         state.drawn = state.block.lines().count();
-        stream.write(&all);
     }
 
     /// Replaces the block at the bottom (on a terminal only; a no-op otherwise). Lines should

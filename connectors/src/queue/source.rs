@@ -317,6 +317,9 @@ impl Source for QueueReader {
             let n = self.splits.len();
             if self.ended || self.splits.iter().all(|s| s.done) {
                 self.ended = true;
+                if let Some(m) = &self.metrics {
+                    m.set_lag(0);
+                }
                 return Ok(SourceEvent::End);
             }
             for off in 0..n {

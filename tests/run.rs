@@ -1,0 +1,268 @@
+//! End-to-end tests of `rstreams run`, the binary spawned as a process: results printed by the
+//! `print` connector and plain SELECTs, `--quiet`, a failing job's exit code and one-line
+//! error, bad records sent to a dead-letter topic, and SIGTERM then a plain re-run of the same
+//! script resuming exactly once.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_rstreams");
+
+fn rstreams(dir: &Path, args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(dir)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    let stdin = stdin.to_string();
+    let writer = std::thread::spawn(move || {
+        let _ = input.write_all(stdin.as_bytes());
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    out
+}
+
+fn ok(dir: &Path, args: &[&str], stdin: &str) -> (String, String) {
+    let out = rstreams(dir, args, stdin);
+    let (stdout, stderr) = (
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    );
+    assert!(out.status.success(), "rstreams {args:?}: {stderr}");
+    (stdout, stderr)
+}
+
+/// A store with topic `events` (2 queues) holding `n` events: key `k{i % 20}`, time `2 i` ms.
+fn events(n: u64) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let d = data.to_str().unwrap();
+    ok(&data, &["topic", "create", "events", "--queues", "2"], "");
+    ok(&data, &["topic", "create", "out", "--queues", "1"], "");
+    let lines: String = (0..n)
+        .map(|i| {
+            format!(
+                "{{\"ts\":{},\"k\":\"k{}\",\"v\":{}}}\n",
+                2 * i,
+                i % 20,
+                i % 7
+            )
+        })
+        .collect();
+    ok(&data, &["produce", "events", "--key-field", "k"], &lines);
+    let _ = d;
+    (dir, data)
+}
+
+const EVENTS: &str = "CREATE TABLE events (ts BIGINT, k STRING, v BIGINT,
+    rt AS CAST(ts AS TIMESTAMP(3)),
+    WATERMARK FOR rt AS rt - INTERVAL '50' MILLISECOND)
+  WITH ('connector' = 'queue', 'topic' = 'events', 'scan.bounded.mode' = 'latest-offset');";
+
+/// Per (one-second window, key): count and sum of `v`, for events `0..n`.
+fn per_second(n: u64) -> BTreeMap<(i64, String), (i64, i64)> {
+    let mut out: BTreeMap<(i64, String), (i64, i64)> = BTreeMap::new();
+    for i in 0..n {
+        let e = out
+            .entry(((2 * i as i64) / 1000 * 1000, format!("k{}", i % 20)))
+            .or_default();
+        e.0 += 1;
+        e.1 += (i % 7) as i64;
+    }
+    out
+}
+
+#[test]
+fn results_print_as_tables_or_json_and_quiet_keeps_only_them() {
+    let (dir, data) = events(4000);
+    let script = dir.path().join("job.sql");
+    std::fs::write(
+        &script,
+        format!(
+            "{EVENTS}
+             CREATE TABLE shown (k STRING, n BIGINT) WITH ('connector' = 'print', 'format' = 'json');
+             INSERT INTO shown SELECT k, COUNT(*) FROM events WHERE k = 'k3' OR k = 'k4'
+               GROUP BY k;
+             SELECT window_start, k, COUNT(*) AS n
+             FROM TABLE(TUMBLE(TABLE events, DESCRIPTOR(rt), INTERVAL '1' SECOND))
+             WHERE k = 'k7' GROUP BY window_start, window_end, k;"
+        ),
+    )
+    .unwrap();
+    let (stdout, stderr) = ok(&data, &["run", script.to_str().unwrap()], "");
+    // The JSON sink prints the update stream: each key's count as it grows, ending at 200.
+    for k in ["k3", "k4"] {
+        let last = stdout
+            .lines()
+            .filter(|l| l.starts_with('{') && l.contains(&format!("\"k\":\"{k}\"")))
+            .next_back()
+            .unwrap_or_else(|| panic!("no {k}: {stdout}"));
+        // +I if one batch held all of the key's rows, else +U.
+        assert!(
+            last.ends_with(&format!(",\"k\":\"{k}\",\"n\":200}}"))
+                && last.starts_with("{\"op\":\"+"),
+            "{last}"
+        );
+    }
+    // The SELECT: a table with one row per one-second window for k7 (8 windows of 25).
+    let rows: Vec<&str> = stdout.lines().filter(|l| l.contains("| k7 ")).collect();
+    assert_eq!(rows.len(), 8, "{stdout}");
+    assert!(
+        rows.iter().all(|r| r.trim_end().ends_with("25 |")),
+        "{rows:?}"
+    );
+    assert!(stdout.contains("| window_start "), "a header: {stdout}");
+    assert!(
+        stderr.contains("job `shown` started") && stderr.contains("job `shown` finished"),
+        "{stderr}"
+    );
+
+    let (quiet_out, quiet_err) = ok(&data, &["run", "--quiet", script.to_str().unwrap()], "");
+    assert_eq!(quiet_err, "", "--quiet: nothing but results");
+    assert_eq!(
+        quiet_out.lines().filter(|l| l.contains("| k7 ")).count(),
+        8,
+        "a finished job starts over on the next run"
+    );
+}
+
+#[test]
+fn a_failing_job_exits_1_with_one_line_and_bad_records_can_go_to_a_dead_letter_topic() {
+    let (dir, data) = events(100);
+    ok(
+        &data,
+        &["produce", "events"],
+        "{\"ts\": 5, \"k\": 12}\nnot json at all\n",
+    );
+    let script = dir.path().join("job.sql");
+    let write = |policy: &str| {
+        std::fs::write(
+            &script,
+            format!(
+                "{}
+                 CREATE TABLE keys (k STRING, v BIGINT) WITH ('connector' = 'blackhole');
+                 INSERT INTO keys SELECT k, v FROM events;",
+                EVENTS.replace("'latest-offset'", &format!("'latest-offset'{policy}"))
+            ),
+        )
+        .unwrap();
+    };
+    write("");
+    let out = rstreams(&data, &["run", "--quiet", script.to_str().unwrap()], "");
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(
+        stderr.starts_with("error: job `keys`: ") && stderr.contains("topic 'events'"),
+        "{stderr}"
+    );
+
+    write(", 'format.on-error' = 'dead-letter', 'format.dead-letter.topic' = 'bad-events'");
+    ok(&data, &["run", "--quiet", script.to_str().unwrap()], "");
+    let (letters, _) = ok(&data, &["consume", "bad-events", "--format", "json"], "");
+    let letters: Vec<serde_json::Value> = letters
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(letters.len(), 2, "the two bad records: {letters:?}");
+    assert_eq!(letters[0]["payload"], "{\"ts\": 5, \"k\": 12}");
+    assert_eq!(letters[1]["payload"], "not json at all");
+    let headers = |i: usize| letters[i]["headers"].to_string();
+    assert!(
+        headers(0).contains("rstreams.error") && headers(0).contains("expected string got 12"),
+        "{}",
+        headers(0)
+    );
+    assert!(headers(1).contains("offset 51"), "{}", headers(1));
+}
+
+#[test]
+fn sigterm_stops_with_a_savepoint_and_running_the_script_again_resumes_exactly_once() {
+    let n = 300_000;
+    let (dir, data) = events(n);
+    let script = dir.path().join("job.sql");
+    std::fs::write(
+        &script,
+        format!(
+            "SET 'parallelism.default' = '2';
+             SET 'execution.checkpointing.interval' = '300ms';
+             {EVENTS}
+             CREATE TABLE out (ws BIGINT, k STRING, n BIGINT, total BIGINT)
+               WITH ('connector' = 'queue', 'topic' = 'out');
+             INSERT INTO out
+             SELECT CAST(EXTRACT(EPOCH FROM window_start) * 1000 AS BIGINT), k, COUNT(*), SUM(v)
+             FROM TABLE(TUMBLE(TABLE events, DESCRIPTOR(rt), INTERVAL '1' SECOND))
+             GROUP BY window_start, window_end, k;"
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("run")
+        .arg(&script)
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let mut lines: Vec<String> = Vec::new();
+    while !lines.iter().any(|l| l.contains("job `out` started")) {
+        lines.push(rx.recv_timeout(Duration::from_secs(120)).unwrap());
+    }
+    std::thread::sleep(Duration::from_millis(700));
+    // SAFETY: kill(2) on the child's pid, which is still ours to signal (not yet waited for).
+    assert_eq!(
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) },
+        0
+    );
+    let status = child.wait().unwrap();
+    reader.join().unwrap();
+    lines.extend(rx.try_iter());
+    let stderr = lines.join("\n");
+    assert!(status.success(), "{stderr}");
+    assert!(stderr.contains("job `out` stopped; savepoint "), "{stderr}");
+
+    // The same command again: it resumes from the savepoint and finishes the input.
+    let (_, stderr) = ok(&data, &["run", script.to_str().unwrap()], "");
+    assert!(stderr.contains("job `out` finished"), "{stderr}");
+    let (records, _) = ok(&data, &["consume", "out"], "");
+    let mut got: BTreeMap<(i64, String), Vec<(i64, i64)>> = BTreeMap::new();
+    for line in records.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        got.entry((
+            v["ws"].as_i64().unwrap(),
+            v["k"].as_str().unwrap().to_string(),
+        ))
+        .or_default()
+        .push((v["n"].as_i64().unwrap(), v["total"].as_i64().unwrap()));
+    }
+    let expected = per_second(n);
+    assert_eq!(got.len(), expected.len(), "every window and key");
+    for (key, want) in expected {
+        assert_eq!(got[&key], vec![want], "{key:?} exactly once");
+    }
+}
