@@ -280,13 +280,11 @@ fn format_options_are_checked() {
     assert!(e.contains("is not 'dead-letter'"), "{e}");
     let e = err(&[("format.on-error", "ignore")], schema());
     assert!(e.contains("fail, skip or dead-letter"), "{e}");
-    let e = queue
+    queue
         .sink(
             "t",
             schema(),
             &options(&[("topic", "out"), ("format.on-error", "skip")]),
         )
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("applies to reading"), "{e}");
+        .expect("a table may be read and written: the sink accepts the reading options");
 }

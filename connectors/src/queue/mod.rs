@@ -27,7 +27,7 @@ use streams_core::connector::{Connector, OptionSpec, Options};
 use streams_core::{Error, Result, SinkFactory, SourceFactory};
 use streams_queue::Store;
 
-use crate::format::{FORMAT_OPTIONS, Format, ON_ERROR_OPTIONS};
+use crate::format::{FORMAT_OPTIONS, Format, ON_ERROR_OPTIONS, OnError};
 use crate::store::StoreHandle;
 
 pub use sink::QueueSink;
@@ -167,11 +167,8 @@ impl Connector for Queue {
         options: &Options,
     ) -> Result<Arc<dyn SinkFactory>> {
         let format = format_of(table, &schema, options)?;
-        if options.get("format.on-error").is_some() {
-            return Err(Error::plan(format!(
-                "table `{table}`: 'format.on-error' applies to reading; this table is written"
-            )));
-        }
+        // Checked, though only reading uses it: a table may be both read and written.
+        OnError::from_options(table, options, Some(&self.store))?;
         let store = self.store()?;
         let (topic, queues) = topic_of(table, &store, options)?;
         Ok(Arc::new(QueueSink::new(
