@@ -266,3 +266,81 @@ fn sigterm_stops_with_a_savepoint_and_running_the_script_again_resumes_exactly_o
         assert_eq!(got[&key], vec![want], "{key:?} exactly once");
     }
 }
+
+#[test]
+fn files_in_files_out_through_sql() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let input = dir.path().join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    // Two CSV files with a header, one with a bad line, and a hidden file that is not read.
+    let mut expected: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+    for f in 0..2 {
+        let mut text = String::from("city,amount\n");
+        for i in 0..500 {
+            let city = format!("c{}", (i * 7 + f) % 5);
+            let amount = i * 3 + f;
+            text.push_str(&format!("\"{city}\",{amount}\n"));
+            let e = expected.entry(city).or_default();
+            e.0 += 1;
+            e.1 += amount;
+        }
+        if f == 1 {
+            text.push_str("c1,not-a-number\n");
+        }
+        std::fs::write(input.join(format!("part-{f}.csv")), text).unwrap();
+    }
+    std::fs::write(input.join(".hidden.csv"), "city,amount\nc9,1\n").unwrap();
+    let parquet = dir.path().join("out");
+    let script = dir.path().join("copy.sql");
+    std::fs::write(
+        &script,
+        format!(
+            "SET 'parallelism.default' = '2';
+             SET 'execution.checkpointing.interval' = '200ms';
+             CREATE TABLE sales (city STRING, amount BIGINT) WITH ('connector' = 'filesystem',
+               'path' = '{}', 'format' = 'csv', 'csv.header' = 'true',
+               'format.on-error' = 'skip');
+             CREATE TABLE copied (city STRING, amount BIGINT)
+               WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'parquet');
+             INSERT INTO copied SELECT city, amount FROM sales;",
+            input.display(),
+            parquet.display()
+        ),
+    )
+    .unwrap();
+    ok(&data, &["run", "--quiet", script.to_str().unwrap()], "");
+    let files: Vec<String> = std::fs::read_dir(&parquet)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    assert!(
+        !files.is_empty()
+            && files
+                .iter()
+                .all(|f| f.starts_with("part-") && f.ends_with(".parquet")),
+        "only committed part files: {files:?}"
+    );
+    let query = dir.path().join("query.sql");
+    std::fs::write(
+        &query,
+        format!(
+            "CREATE TABLE copied (city STRING, amount BIGINT)
+               WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'parquet');
+             CREATE TABLE totals (city STRING, n BIGINT, total BIGINT)
+               WITH ('connector' = 'print', 'format' = 'json');
+             INSERT INTO totals SELECT city, COUNT(*), SUM(amount) FROM copied GROUP BY city;",
+            parquet.display()
+        ),
+    )
+    .unwrap();
+    let (stdout, _) = ok(&data, &["run", "--quiet", query.to_str().unwrap()], "");
+    let mut got: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+    for line in stdout.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let entry = (v["n"].as_i64().unwrap(), v["total"].as_i64().unwrap());
+        // The last change of each city is its final value.
+        got.insert(v["city"].as_str().unwrap().to_string(), entry);
+    }
+    assert_eq!(got, expected);
+}
