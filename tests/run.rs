@@ -106,8 +106,7 @@ fn results_print_as_tables_or_json_and_quiet_keeps_only_them() {
     for k in ["k3", "k4"] {
         let last = stdout
             .lines()
-            .filter(|l| l.starts_with('{') && l.contains(&format!("\"k\":\"{k}\"")))
-            .next_back()
+            .rfind(|l| l.starts_with('{') && l.contains(&format!("\"k\":\"{k}\"")))
             .unwrap_or_else(|| panic!("no {k}: {stdout}"));
         // +I if one batch held all of the key's rows, else +U.
         assert!(
