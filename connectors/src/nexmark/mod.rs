@@ -68,6 +68,12 @@ const OPTIONS: &[OptionSpec] = &[
               milliseconds (default: when the job starts)",
     },
     OptionSpec {
+        name: "seed",
+        required: false,
+        doc: "another reproducible stream of events: the generator's random fields come from \
+              event ids starting at seed × 10^9 (default 0, the stream of Flink's suite)",
+    },
+    OptionSpec {
         name: "splits",
         required: false,
         doc: "independent generators the events are dealt to (default 4); parallelism is at \
@@ -164,6 +170,9 @@ impl NexmarkSource {
                      HH:MM:SS[.fff]' or epoch milliseconds"
                 ))
             })?;
+        }
+        if let Some(seed) = options.parse::<u32>(table, "seed")? {
+            config.first_event_id = seed as usize * 1_000_000_000;
         }
         Ok(NexmarkSource {
             name: table.to_string(),

@@ -234,3 +234,26 @@ fn bad_tables_and_options_are_refused_by_name() {
     let e = err(event_table(), &[("events.num", "-3")]);
     assert!(e.contains("'events.num'"), "{e}");
 }
+
+#[tokio::test]
+async fn a_seed_gives_another_reproducible_stream() {
+    let with = |seed: Option<&str>| {
+        let mut o = vec![("events.num", "2000"), ("base-time", "0")];
+        if let Some(s) = seed {
+            o.push(("seed", s));
+        }
+        NexmarkSource::new("nexmark", event_table(), &options(&o)).unwrap()
+    };
+    let default = fingerprint(&drain(&with(None), 0, 1).await);
+    let zero = fingerprint(&drain(&with(Some("0")), 0, 1).await);
+    let seven = fingerprint(&drain(&with(Some("7")), 0, 1).await);
+    let seven_again = fingerprint(&drain(&with(Some("7")), 0, 1).await);
+    assert_eq!(default, zero, "seed 0 is Flink's stream");
+    assert_eq!(seven, seven_again, "reproducible");
+    assert_ne!(seven, default, "another stream");
+    // Same event types and times: only the random fields change.
+    let shape = |f: &[(i32, i64, i64)]| f.iter().map(|(t, at, _)| (*t, *at)).collect::<Vec<_>>();
+    assert_eq!(shape(&seven), shape(&default));
+    let e = NexmarkSource::new("nexmark", event_table(), &options(&[("seed", "-1")])).unwrap_err();
+    assert!(e.to_string().contains("'seed' = '-1'"), "{e}");
+}
