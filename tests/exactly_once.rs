@@ -428,7 +428,7 @@ async fn sigterm_takes_a_savepoint_that_a_later_run_starts_from() {
     assert!(status.success(), "{stderr}");
     let savepoint = lines
         .iter()
-        .find_map(|l| l.split("savepoint ").nth(1))
+        .find_map(|l| l.split("stopped; savepoint ").nth(1))
         .unwrap_or_else(|| panic!("no savepoint reported: {stderr}"))
         .trim()
         .to_string();

@@ -419,30 +419,33 @@ impl Rewriter<'_> {
             return Ok(None);
         }
         // The window aggregate adds its own `window_start`, `window_end` and `window_time`:
-        // input columns of those names are renamed (and the aggregate's expressions with them).
+        // input columns of those names (both sides' of a window join, say) are renamed, by
+        // position, and the aggregate's expressions with them.
         let clashes =
             |c: &Column| ["window_start", "window_end", "window_time"].contains(&c.name.as_str());
-        let inner_name = |c: &Column| format!("__cascaded_{}", c.name);
+        let mut renamed_cols: Vec<(Column, String)> = Vec::new();
         let mut cols: Vec<Expr> = Vec::new();
         let mut end = None;
         for (i, c) in input.schema().columns().into_iter().enumerate() {
-            let e = if clashes(&c) {
-                Expr::Column(c.clone()).alias(inner_name(&c))
-            } else {
-                Expr::Column(c.clone())
-            };
             if i == w.end {
-                end = Some(Expr::Column(c));
+                end = Some(Expr::Column(c.clone()));
             }
-            cols.push(e);
+            if clashes(&c) {
+                let inner = format!("__cascaded_{i}_{}", c.name);
+                cols.push(Expr::Column(c.clone()).alias(&inner));
+                renamed_cols.push((c, inner));
+            } else {
+                cols.push(Expr::Column(c));
+            }
         }
         let end = end.ok_or_else(|| plan_err("the window end column is missing"))?;
         let rename = |e: &Expr| -> Result<Expr> {
             Ok(e.clone()
                 .transform(|x| match x {
-                    Expr::Column(c) if clashes(&c) => Ok(Transformed::yes(Expr::Column(
-                        Column::from_name(inner_name(&c)),
-                    ))),
+                    Expr::Column(c) => match renamed_cols.iter().find(|(from, _)| *from == c) {
+                        Some((_, to)) => Ok(Transformed::yes(Expr::Column(Column::from_name(to)))),
+                        None => Ok(Transformed::no(Expr::Column(c))),
+                    },
                     other => Ok(Transformed::no(other)),
                 })
                 .map_err(streams_core::Error::from)?

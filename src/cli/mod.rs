@@ -121,9 +121,34 @@ fn init_logging() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| LogLine(Vec::new()))
         .with_ansi(std::io::stderr().is_terminal())
         .try_init();
+}
+
+/// One log event, written to stderr through the console when dropped, so that it scrolls
+/// above `rstreams run`'s progress line instead of breaking it.
+struct LogLine(Vec<u8>);
+
+impl Write for LogLine {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for LogLine {
+    fn drop(&mut self) {
+        if !self.0.is_empty() {
+            let text = String::from_utf8_lossy(&self.0);
+            streams_connectors::print::console()
+                .print(&text, streams_connectors::print::Stream::Stderr);
+        }
+    }
 }
 
 fn run(cli: Cli) -> Result<()> {

@@ -50,7 +50,7 @@ pub(crate) struct RunArgs {
     quiet: bool,
 }
 
-/// The job's name: its sink table, or `query-<n>` for a plain `SELECT`.
+/// The job's name: its sink table, or `query-<n>` for the script's `n`th plain `SELECT`.
 fn job_name(plan: &LogicalPlan, n: usize) -> String {
     if let LogicalPlan::Extension(e) = plan
         && let Some(sink) = e.node.as_any().downcast_ref::<SinkNode>()
@@ -110,48 +110,107 @@ fn note(text: String) {
     console().print(&format!("{text}\n"), Stream::Stderr);
 }
 
-async fn run_jobs(
+/// The jobs of a script, as they run.
+struct Jobs {
+    names: Vec<String>,
+    watched: Vec<Watched>,
+    tables: Vec<Arc<LiveTable>>,
+    stop_tx: watch::Sender<bool>,
+    done_tx: mpsc::UnboundedSender<(usize, JobEnd)>,
+    done_rx: mpsc::UnboundedReceiver<(usize, JobEnd)>,
+}
+
+impl Jobs {
+    fn new() -> Self {
+        let (stop_tx, _) = watch::channel(false);
+        let (done_tx, done_rx) = mpsc::unbounded_channel();
+        Jobs {
+            names: Vec::new(),
+            watched: Vec::new(),
+            tables: Vec::new(),
+            stop_tx,
+            done_tx,
+            done_rx,
+        }
+    }
+
+    /// A name not taken yet: two INSERTs into one table are two jobs with state of their own.
+    fn unique(&self, name: String) -> String {
+        let mut candidate = name.clone();
+        let mut n = 1;
+        while self.names.contains(&candidate) {
+            n += 1;
+            candidate = format!("{name}-{n}");
+        }
+        candidate
+    }
+
+    fn supervise(&mut self, name: String, handle: JobHandle) {
+        self.watched
+            .push(Watched::new(name.clone(), handle.metrics()));
+        let index = self.names.len();
+        self.names.push(name);
+        let done = self.done_tx.clone();
+        let stop = self.stop_tx.subscribe();
+        tokio::spawn(async move {
+            let end = supervise(handle, stop).await;
+            let _ = done.send((index, end));
+        });
+    }
+}
+
+/// Starts the script's jobs; each INSERT and SELECT in order.
+fn launch_all(
     engine: &mut SqlEngine,
     outcomes: Vec<Outcome>,
     quiet: bool,
-    state_dir: Option<PathBuf>,
+    jobs: &mut Jobs,
 ) -> Result<()> {
-    let terminal = console().terminal().is_some();
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(usize, JobEnd)>();
-    let mut names: Vec<String> = Vec::new();
-    let mut watched: Vec<Watched> = Vec::new();
-    let mut tables: Vec<Arc<LiveTable>> = Vec::new();
-    for (n, outcome) in outcomes.into_iter().enumerate() {
-        let plan = match outcome {
-            Outcome::Insert(plan) => plan,
+    // A live table needs stdout on a terminal; otherwise SELECT rows are printed as they come.
+    let live = console().terminal() == Some(Stream::Stdout);
+    let mut queries = 0;
+    for outcome in outcomes {
+        let (plan, query) = match outcome {
+            Outcome::Insert(plan) => (plan, false),
             Outcome::Query(plan) => {
-                let sink: Arc<dyn streams_core::SinkFactory> = if terminal {
+                queries += 1;
+                let sink: Arc<dyn streams_core::SinkFactory> = if live {
                     let table = Arc::new(LiveTable::default());
-                    tables.push(Arc::clone(&table));
+                    jobs.tables.push(Arc::clone(&table));
                     Arc::new(ResultSink(table))
                 } else {
                     Arc::new(PrintSink::new("result", PrintFormat::Table, None, false))
                 };
-                StreamPlanBuilder::from_plan(plan)
-                    .sink(&format!("query-{n}"), sink)
-                    .map_err(streams_sql::Error::from)?
+                let plan = StreamPlanBuilder::from_plan(plan)
+                    .sink(&format!("query-{queries}"), sink)
+                    .map_err(streams_sql::Error::from)?;
+                (plan, true)
             }
             Outcome::Explain(text) => {
-                println!("{text}");
+                console().print(&format!("{text}\n"), Stream::Stdout);
                 continue;
             }
             Outcome::Rows(batch) => {
                 let shown = streams_core::arrow::util::pretty::pretty_format_batches(&[batch])
                     .map_err(streams_core::Error::from)
                     .map_err(streams_sql::Error::from)?;
-                println!("{shown}");
+                console().print(&format!("{shown}\n"), Stream::Stdout);
                 continue;
             }
             Outcome::Created(_) | Outcome::Dropped(_) | Outcome::Set(_, _) => continue,
         };
-        let name = job_name(&plan, n);
-        let handle = engine.launch(&plan, &name).map_err(|e| match e {
+        let name = jobs.unique(job_name(&plan, queries));
+        let handle = if query {
+            // A result shown on the console is not resumed: each run shows it afresh.
+            let settings = engine.checkpoint_settings().clone();
+            engine.set_checkpoint_settings(Default::default());
+            let launched = engine.launch(&plan, &name);
+            engine.set_checkpoint_settings(settings);
+            launched
+        } else {
+            engine.launch(&plan, &name)
+        };
+        let handle = handle.map_err(|e| match e {
             streams_sql::Error::Core(streams_core::Error::IncompatibleState(m)) => CliError::Job {
                 job: name.clone(),
                 message: format!("{m} (run with --fresh to start over)"),
@@ -161,26 +220,37 @@ async fn run_jobs(
         if !quiet {
             note(format!("job `{name}` started"));
         }
-        watched.push(Watched::new(name.clone(), handle.metrics()));
-        let index = names.len();
-        names.push(name);
-        let done = done_tx.clone();
-        let stop = stop_rx.clone();
-        tokio::spawn(async move {
-            let end = supervise(handle, stop).await;
-            let _ = done.send((index, end));
-        });
+        jobs.supervise(name, handle);
     }
-    drop(done_tx);
-    if names.is_empty() {
-        return Ok(());
-    }
+    Ok(())
+}
 
+async fn run_jobs(
+    engine: &mut SqlEngine,
+    outcomes: Vec<Outcome>,
+    quiet: bool,
+    state_dir: Option<PathBuf>,
+) -> Result<()> {
+    // Signals are caught from now on: a stop while jobs start still saves what started.
+    let mut signals = Signals::new()?;
+    let mut jobs = Jobs::new();
+    let mut failure = launch_all(engine, outcomes, quiet, &mut jobs).err();
+    if failure.is_some() {
+        // Those that started stop with a savepoint.
+        let _ = jobs.stop_tx.send(true);
+    }
+    let Jobs {
+        names,
+        mut watched,
+        tables,
+        stop_tx,
+        done_tx,
+        mut done_rx,
+    } = jobs;
+    drop(done_tx);
+    let terminal = console().terminal().is_some();
     let mut remaining = names.len();
-    let mut failure: Option<CliError> = None;
-    let mut stopping = false;
-    let signal = shutdown_signal();
-    tokio::pin!(signal);
+    let mut stopping = failure.is_some();
     let period = if terminal {
         Duration::from_millis(500)
     } else {
@@ -213,6 +283,7 @@ async fn run_jobs(
                             note(format!("job `{name}` failed too: {e}"));
                         }
                         // One failed: stop the others, each with a savepoint to resume from.
+                        stopping = true;
                         let _ = stop_tx.send(true);
                     }
                     JobEnd::Stopped(Ok(Some(savepoint))) => {
@@ -223,8 +294,17 @@ async fn run_jobs(
                     }
                 }
             }
-            () = &mut signal, if !stopping => {
+            () = signals.next() => {
+                if stopping {
+                    // A second Ctrl-C: do not wait for savepoints.
+                    console().clear_block();
+                    note("interrupted again: exiting without waiting for savepoints".into());
+                    std::process::exit(130);
+                }
                 stopping = true;
+                if !quiet {
+                    note("stopping: taking a savepoint of every job (Ctrl-C again to quit at once)".into());
+                }
                 let _ = stop_tx.send(true);
             }
             _ = ticker.tick() => {
@@ -275,25 +355,41 @@ fn report(watched: &mut [Watched], tables: &[Arc<LiveTable>], quiet: bool, termi
     console().set_block(block);
 }
 
-/// Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
+/// Ctrl-C and SIGTERM, caught from creation on.
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let catch = |kind| {
+                signal(kind).map_err(|e| CliError::Usage(format!("cannot catch signals: {e}")))
+            };
+            Ok(Signals {
+                term: catch(SignalKind::terminate())?,
+                interrupt: catch(SignalKind::interrupt())?,
+            })
         }
+        #[cfg(not(unix))]
+        Ok(Signals {})
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+
+    /// The next signal.
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.interrupt.recv() => {}
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }

@@ -260,6 +260,20 @@ impl CheckpointStorage for LocalStorage {
         self.restored.clone()
     }
 
+    fn highest_id(&self) -> CheckpointId {
+        let listed = |c: &Checkpoints| c.list().ok().and_then(|ids| ids.into_iter().max());
+        let restored = self.restored.as_ref().map(|(id, _)| *id);
+        [
+            restored,
+            listed(&self.checkpoints),
+            listed(&self.savepoints),
+        ]
+        .into_iter()
+        .flatten()
+        .max()
+        .unwrap_or(0)
+    }
+
     fn read(&self, key: TaskKey) -> streams_core::Result<Option<Vec<u8>>> {
         let Some(store) = self.store(key, false).map_err(core_err)? else {
             return Ok(None);

@@ -173,3 +173,24 @@ fn tasks_may_create_their_tables_at_once() {
         Some(&b"x"[..])
     );
 }
+
+#[test]
+fn a_fresh_start_numbers_its_checkpoints_above_earlier_savepoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path(), StartFrom::Latest);
+    assert_eq!(s.highest_id(), 0);
+    s.write(A, b"first run").unwrap();
+    s.snapshot(A, 1).unwrap();
+    s.savepoint(1, b"meta-1").unwrap();
+    s.snapshot(A, 2).unwrap();
+    s.complete(2, b"meta-2").unwrap();
+    drop(s);
+    // A finished job's checkpoints are discarded; a fresh start goes on above the savepoint.
+    LocalStorage::discard_checkpoints(dir.path()).unwrap();
+    let s = open(dir.path(), StartFrom::Latest);
+    assert_eq!(s.restored(), None, "nothing to resume after the discard");
+    assert_eq!(s.highest_id(), 1, "savepoint 1 is still there");
+    drop(s);
+    let s = open(dir.path(), StartFrom::Fresh);
+    assert_eq!(s.highest_id(), 1);
+}

@@ -290,6 +290,11 @@ pub trait CheckpointStorage: Send + Sync + Debug {
     fn restored(&self) -> Option<(CheckpointId, Vec<u8>)>;
     /// A subtask's state in the restored checkpoint.
     fn read(&self, key: TaskKey) -> Result<Option<Vec<u8>>>;
+    /// The highest checkpoint or savepoint id this storage holds: new checkpoints are
+    /// numbered above it, so that a fresh start never overwrites a savepoint of an earlier run.
+    fn highest_id(&self) -> CheckpointId {
+        self.restored().map_or(0, |(id, _)| id)
+    }
 }
 
 #[cfg(test)]

@@ -6,7 +6,6 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use streams_core::arrow::datatypes::SchemaRef;
-use streams_core::arrow::json::LineDelimitedWriter;
 use streams_core::arrow::record_batch::RecordBatch;
 use streams_core::datafusion::parquet::arrow::ArrowWriter;
 use streams_core::datafusion::parquet::basic::Compression;
@@ -150,7 +149,7 @@ impl PartWriter {
         match &mut self.out {
             Out::Lines { w, format, encoder } => match format {
                 Format::Json => {
-                    let mut j = LineDelimitedWriter::new(&mut *w);
+                    let mut j = crate::format::json_writer(&mut *w);
                     j.write(batch)?;
                     j.finish()?;
                 }

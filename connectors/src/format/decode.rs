@@ -43,64 +43,100 @@ impl RecordDecoder {
         records: &[&[u8]],
         place: impl Fn(usize) -> String,
     ) -> Result<RecordBatch> {
-        if let Format::Raw = self.format {
-            return self.raw(records, place);
-        }
-        match self.all(records) {
-            Ok(Some(b)) if b.num_rows() == records.len() => Ok(b),
-            Ok(None) if records.is_empty() => Ok(RecordBatch::new_empty(Arc::clone(&self.schema))),
-            // Some record is bad, or made other than one row: find which, one by one.
-            _ => {
-                let mut good = Vec::with_capacity(records.len());
-                for (i, r) in records.iter().enumerate() {
-                    let problem = match self.all(std::slice::from_ref(r)) {
-                        Ok(Some(b)) if b.num_rows() == 1 => {
-                            good.push(b);
-                            continue;
-                        }
-                        Ok(Some(b)) => format!("it holds {} rows, not one", b.num_rows()),
-                        Ok(None) => "it is empty".to_string(),
-                        Err(e) => strip_arrow(e),
-                    };
-                    self.bad.handle(&place(i), r, &problem)?;
+        let out = if let Format::Raw = self.format {
+            self.raw(records, &place)
+        } else {
+            match self.all(records) {
+                Ok(b) => Ok(b),
+                Err(_) => {
+                    let mut good = Vec::new();
+                    self.find_bad(records, 0, &place, &mut good)
+                        .and_then(|()| Ok(concat_batches(&self.schema, &good)?))
                 }
-                Ok(concat_batches(&self.schema, &good)?)
+            }
+        };
+        // Dead letters of this call go out together (also when the call fails).
+        self.bad.flush()?;
+        out
+    }
+
+    /// Decodes `records` (starting at index `first` of the caller's), halving the range that
+    /// fails until the bad records are single: a few decodes per bad record, not one per
+    /// record.
+    fn find_bad(
+        &mut self,
+        records: &[&[u8]],
+        first: usize,
+        place: &impl Fn(usize) -> String,
+        good: &mut Vec<RecordBatch>,
+    ) -> Result<()> {
+        match self.all(records) {
+            Ok(b) => {
+                good.push(b);
+                Ok(())
+            }
+            Err(problem) if records.len() == 1 => {
+                self.bad.handle(&place(first), records[0], &problem)
+            }
+            Err(_) => {
+                let mid = records.len() / 2;
+                self.find_bad(&records[..mid], first, place, good)?;
+                self.find_bad(&records[mid..], first + mid, place, good)
             }
         }
     }
 
-    /// Every payload through one Arrow decoder.
-    fn all(&self, records: &[&[u8]]) -> std::result::Result<Option<RecordBatch>, ArrowError> {
+    /// Every payload through one Arrow decoder; an error if any payload does not make exactly
+    /// one row.
+    fn all(&self, records: &[&[u8]]) -> std::result::Result<RecordBatch, String> {
         let n = records.len().max(1);
-        match &self.format {
+        let batch = match &self.format {
             Format::Json => {
                 let mut d = streams_core::arrow::json::ReaderBuilder::new(Arc::clone(&self.schema))
                     .with_batch_size(n)
-                    .build_decoder()?;
-                for r in records {
-                    feed(r, |b| d.decode(b))?;
-                }
-                d.flush()
-            }
-            Format::Csv(csv) => {
-                let mut d = csv_builder(&self.schema, csv)?
-                    .with_batch_size(n)
-                    .build_decoder();
-                for r in records {
-                    feed(r, |b| d.decode(b))?;
-                    if !r.ends_with(b"\n") {
-                        feed(b"\n", |b| d.decode(b))?;
+                    // As Flink's JSON format: a number or boolean read into a STRING column.
+                    .with_coerce_primitive(true)
+                    .build_decoder()
+                    .map_err(strip_arrow)?;
+                for (i, r) in records.iter().enumerate() {
+                    feed(r, |b| d.decode(b)).map_err(strip_arrow)?;
+                    if d.has_partial_record() {
+                        return Err("it ends in the middle of a JSON value".into());
+                    }
+                    if d.len() != i + 1 {
+                        return Err(rows_problem(d.len() - i.min(d.len())));
                     }
                 }
-                d.flush()
+                d.flush().map_err(strip_arrow)?
             }
-            Format::Raw => Err(ArrowError::InvalidArgumentError(
-                "raw is not decoded".into(),
-            )),
+            Format::Csv(csv) => {
+                let mut d = csv_builder(&self.schema, csv)
+                    .map_err(strip_arrow)?
+                    .with_batch_size(n)
+                    .build_decoder();
+                for (i, r) in records.iter().enumerate() {
+                    feed(r, |b| d.decode(b)).map_err(strip_arrow)?;
+                    if !r.ends_with(b"\n") {
+                        feed(b"\n", |b| d.decode(b)).map_err(strip_arrow)?;
+                    }
+                    let rows = n - d.capacity();
+                    if rows != i + 1 {
+                        return Err(rows_problem(rows - i.min(rows)));
+                    }
+                }
+                d.flush().map_err(strip_arrow)?
+            }
+            Format::Raw => return Err("raw is not decoded".into()),
+        };
+        match batch {
+            Some(b) if b.num_rows() == records.len() => Ok(b),
+            Some(b) => Err(rows_problem(b.num_rows())),
+            None if records.is_empty() => Ok(RecordBatch::new_empty(Arc::clone(&self.schema))),
+            None => Err("it is empty".into()),
         }
     }
 
-    fn raw(&mut self, records: &[&[u8]], place: impl Fn(usize) -> String) -> Result<RecordBatch> {
+    fn raw(&mut self, records: &[&[u8]], place: &impl Fn(usize) -> String) -> Result<RecordBatch> {
         let column: ArrayRef = match self.schema.field(0).data_type() {
             DataType::Binary => {
                 let mut b = BinaryBuilder::with_capacity(records.len(), bytes_of(records));
@@ -137,6 +173,13 @@ impl RecordDecoder {
             Arc::clone(&self.schema),
             vec![column],
         )?)
+    }
+}
+
+fn rows_problem(rows: usize) -> String {
+    match rows {
+        0 => "it is empty".to_string(),
+        n => format!("it holds {n} rows, not one"),
     }
 }
 
@@ -205,4 +248,70 @@ fn strip_arrow(e: ArrowError) -> String {
         }
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use streams_core::arrow::array::{AsArray, Int64Array};
+    use streams_core::arrow::datatypes::{Field, Int64Type, Schema};
+
+    use super::*;
+    use crate::format::OnError;
+
+    fn decoder(format: Format) -> RecordDecoder {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("a", DataType::Int64, true),
+            Field::new("s", DataType::Utf8, true),
+        ]));
+        RecordDecoder::new(schema, format, BadRecords::new("t", OnError::Skip, None))
+    }
+
+    #[test]
+    fn a_payload_of_two_rows_is_bad_even_when_the_count_adds_up() -> Result<()> {
+        let mut d = decoder(Format::Json);
+        // Two objects in one payload and an empty one: as many rows as payloads, but wrong.
+        let records: Vec<&[u8]> = vec![
+            br#"{"a": 1}"#,
+            br#"{"a": 2} {"a": 3}"#,
+            b"",
+            br#"{"a": 4, "s": 5}"#,
+        ];
+        let b = d.decode(&records, |i| format!("record {i}"))?;
+        assert_eq!(
+            b.column(0).as_primitive::<Int64Type>(),
+            &Int64Array::from(vec![1, 4])
+        );
+        assert_eq!(
+            b.column(1).as_string::<i32>().value(1),
+            "5",
+            "coerced, as Flink does"
+        );
+        assert_eq!(d.bad_records().count(), 2);
+        Ok(())
+    }
+
+    #[test]
+    fn bad_records_are_found_among_many_and_the_good_keep_their_order() -> Result<()> {
+        for format in [Format::Json, Format::Csv(Csv::default())] {
+            let text: Vec<String> = (0..1000)
+                .map(|i| match (i % 97 == 13, &format) {
+                    (true, Format::Json) => format!(r#"{{"a": "x{i}"}}"#),
+                    (true, _) => format!("x{i},y"),
+                    (false, Format::Json) => format!(r#"{{"a": {i}, "s": "v{i}"}}"#),
+                    (false, _) => format!("{i},v{i}"),
+                })
+                .collect();
+            let records: Vec<&[u8]> = text.iter().map(|t| t.as_bytes()).collect();
+            let mut d = decoder(format.clone());
+            let b = d.decode(&records, |i| format!("record {i}"))?;
+            let want: Vec<i64> = (0..1000).filter(|i| i % 97 != 13).collect();
+            assert_eq!(
+                b.column(0).as_primitive::<Int64Type>().values().to_vec(),
+                want,
+                "{format:?}"
+            );
+            assert_eq!(d.bad_records().count(), 11, "{format:?}");
+        }
+        Ok(())
+    }
 }

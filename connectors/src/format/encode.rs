@@ -27,7 +27,7 @@ impl RecordEncoder {
             Format::Json => {
                 let mut buf = Vec::new();
                 {
-                    let mut w = LineDelimitedWriter::new(&mut buf);
+                    let mut w = json_writer(&mut buf);
                     w.write(batch)?;
                     w.finish()?;
                 }
@@ -68,6 +68,14 @@ impl RecordEncoder {
             }
         }
     }
+}
+
+/// A JSON lines writer that writes NULL fields as `null` (Flink's JSON format writes them
+/// too) instead of leaving them out.
+pub(crate) fn json_writer<W: std::io::Write>(w: W) -> LineDelimitedWriter<W> {
+    streams_core::arrow::json::WriterBuilder::new()
+        .with_explicit_nulls(true)
+        .build(w)
 }
 
 /// `batch` as CSV lines without header.

@@ -13,6 +13,7 @@ use streams_core::{Error, Result};
 
 pub use decode::RecordDecoder;
 pub use encode::RecordEncoder;
+pub(crate) use encode::json_writer;
 pub use on_error::{BadRecords, ERROR_HEADER, ON_ERROR_OPTIONS, OnError, SOURCE_HEADER};
 
 /// The options of the formats, for connectors' option tables.

@@ -100,6 +100,8 @@ pub struct BadRecords {
     dead_letters: Option<Arc<Store>>,
     metrics: Option<Arc<OperatorMetrics>>,
     count: u64,
+    /// Dead letters not yet appended (see [`BadRecords::flush`]).
+    letters: Vec<Record>,
 }
 
 impl BadRecords {
@@ -112,6 +114,7 @@ impl BadRecords {
             dead_letters: None,
             metrics: None,
             count: 0,
+            letters: Vec::new(),
         }
     }
 
@@ -148,8 +151,8 @@ impl BadRecords {
     }
 
     /// Record `raw`, at `place` (e.g. `topic 'bids', queue 2, offset 17`), could not be read
-    /// because of `problem`. Errors when the policy is to fail (or the dead letter cannot be
-    /// written).
+    /// because of `problem`. Errors when the policy is to fail. A dead letter is written by
+    /// the next [`BadRecords::flush`].
     pub fn handle(&mut self, place: &str, raw: &[u8], problem: &str) -> Result<()> {
         match &self.policy {
             OnError::Fail => {
@@ -162,28 +165,48 @@ impl BadRecords {
                 });
             }
             OnError::Skip => {
-                tracing::warn!(table = %self.table, "skipping the record at {place}: {problem}");
+                // The first few, then one line per power of ten: the metrics have the count.
+                let n = self.count + 1;
+                if n <= 5 || n.is_power_of_two() && n >= 1024 {
+                    tracing::warn!(
+                        table = %self.table,
+                        "skipping the record at {place}: {problem} ({n} skipped so far)"
+                    );
+                }
             }
-            OnError::DeadLetter(topic) => {
-                let store = self.dead_letters.as_ref().ok_or_else(|| {
-                    Error::Internal("dead-letter topic used before the source started".into())
-                })?;
-                let record = Record::new(Bytes::copy_from_slice(raw))
-                    .with_header(ERROR_HEADER, problem.to_string())
-                    .with_header(SOURCE_HEADER, format!("table `{}`, {place}", self.table));
-                store
-                    .append(topic, 0, std::slice::from_ref(&record))
-                    .map_err(|e| Error::Execution {
-                        context: format!("table `{}`", self.table),
-                        message: format!("cannot write to dead-letter topic '{topic}': {e}"),
-                    })?;
-                tracing::debug!(table = %self.table, "sent the record at {place} to '{topic}': {problem}");
+            OnError::DeadLetter(_) => {
+                self.letters.push(
+                    Record::new(Bytes::copy_from_slice(raw))
+                        .with_header(ERROR_HEADER, problem.to_string())
+                        .with_header(SOURCE_HEADER, format!("table `{}`, {place}", self.table)),
+                );
             }
         }
         self.count += 1;
         if let Some(m) = &self.metrics {
             m.bad_records(1);
         }
+        Ok(())
+    }
+
+    /// Appends the dead letters handled since the last call, in one write.
+    pub fn flush(&mut self) -> Result<()> {
+        let OnError::DeadLetter(topic) = &self.policy else {
+            return Ok(());
+        };
+        if self.letters.is_empty() {
+            return Ok(());
+        }
+        let store = self.dead_letters.as_ref().ok_or_else(|| {
+            Error::Internal("dead-letter topic used before the source started".into())
+        })?;
+        store
+            .append(topic, 0, &self.letters)
+            .map_err(|e| Error::Execution {
+                context: format!("table `{}`", self.table),
+                message: format!("cannot write to dead-letter topic '{topic}': {e}"),
+            })?;
+        self.letters.clear();
         Ok(())
     }
 }

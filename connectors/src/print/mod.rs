@@ -15,7 +15,6 @@ use async_trait::async_trait;
 use streams_core::arrow::array::{Array, AsArray};
 use streams_core::arrow::datatypes::Int8Type;
 use streams_core::arrow::datatypes::SchemaRef;
-use streams_core::arrow::json::LineDelimitedWriter;
 use streams_core::arrow::record_batch::RecordBatch;
 use streams_core::changelog::{INSERT, is_update_stream};
 use streams_core::connector::{Connector, OptionSpec, Options};
@@ -201,7 +200,7 @@ impl Printer {
         let data = batch.project(&(0..width).collect::<Vec<_>>())?;
         let mut buf = Vec::new();
         {
-            let mut w = LineDelimitedWriter::new(&mut buf);
+            let mut w = crate::format::json_writer(&mut buf);
             w.write(&data)?;
             w.finish()?;
         }
@@ -210,12 +209,18 @@ impl Printer {
             return Ok(text);
         }
         let ops = batch.column(width).as_primitive::<Int8Type>();
+        // The change is `op`, unless a column has that name.
+        let key = if data.schema().column_with_name("op").is_some() {
+            "__op"
+        } else {
+            "op"
+        };
         let mut out = String::with_capacity(text.len() + 12 * batch.num_rows());
         for (i, line) in text.lines().enumerate() {
             let op = if ops.is_null(i) { INSERT } else { ops.value(i) };
             let rest = line.strip_prefix('{').unwrap_or(line);
             let sep = if rest.starts_with('}') { "" } else { "," };
-            out.push_str(&format!("{{\"op\":\"{}\"{sep}{rest}\n", op_symbol(op)));
+            out.push_str(&format!("{{\"{key}\":\"{}\"{sep}{rest}\n", op_symbol(op)));
         }
         Ok(out)
     }

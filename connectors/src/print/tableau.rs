@@ -44,6 +44,23 @@ fn type_width(t: &DataType) -> usize {
     }
 }
 
+/// A value as one line of text: line breaks, tabs and other control characters (which would
+/// break the table or drive the terminal) are shown escaped.
+fn shown(text: String) -> String {
+    if !text.chars().any(char::is_control) {
+        return text;
+    }
+    text.chars()
+        .map(|c| match c {
+            '\n' => "\\n".to_string(),
+            '\r' => "\\r".to_string(),
+            '\t' => "\\t".to_string(),
+            c if c.is_control() => format!("\\u{{{:x}}}", c as u32),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
 impl Tableau {
     /// The layout for batches of `schema` (an update stream's change column is shown first).
     pub fn new(schema: &Schema) -> Self {
@@ -139,7 +156,7 @@ impl Tableau {
                 cells.push(op_symbol(op).to_string());
             }
             for f in &formatters {
-                cells.push(f.value(row).to_string());
+                cells.push(shown(f.value(row).to_string()));
             }
             out.push(cells);
         }
@@ -188,5 +205,11 @@ mod tests {
 ";
         assert_eq!(text, expected);
         Ok(())
+    }
+
+    #[test]
+    fn control_characters_do_not_break_lines() {
+        assert_eq!(shown("a\nb\tc\u{1b}[2J".to_string()), "a\\nb\\tc\\u{1b}[2J");
+        assert_eq!(shown("plain".to_string()), "plain");
     }
 }

@@ -567,7 +567,7 @@ pub fn launch(graph: JobGraph, config: &RuntimeConfig) -> Result<JobHandle> {
         drop(task_ck);
         let (stop_tx, stop_rx) = mpsc::unbounded_channel();
         stops = Some(stop_tx);
-        let first_id = *completed.borrow();
+        let first_id = (*completed.borrow()).max(ck.storage.highest_id());
         let coordinator = Coordinator {
             policy: ck.policy(),
             storage: Arc::clone(&ck.storage),
