@@ -345,3 +345,63 @@ fn files_in_files_out_through_sql() {
     }
     assert_eq!(got, expected);
 }
+
+/// The quick start's two scripts (with fewer events): the printed winners of every window are
+/// those computed here from the bids in the topic.
+#[test]
+fn the_quick_start_prints_the_hottest_item_of_every_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart");
+    let generate = dir.path().join("bids_to_topic.sql");
+    let sql = std::fs::read_to_string(examples.join("bids_to_topic.sql")).unwrap();
+    assert!(sql.contains("'events.num' = '1000000'"));
+    std::fs::write(
+        &generate,
+        sql.replace("'events.num' = '1000000'", "'events.num' = '200000'"),
+    )
+    .unwrap();
+    ok(&data, &["topic", "create", "bids", "--queues", "4"], "");
+    ok(&data, &["run", "--quiet", generate.to_str().unwrap()], "");
+    let hot = examples.join("hot_items.sql");
+    let (printed, _) = ok(&data, &["run", "--quiet", hot.to_str().unwrap()], "");
+
+    // The reference: bids per (10-second window, auction), and each window's most bid.
+    let (records, _) = ok(&data, &["consume", "bids"], "");
+    let mut counts: BTreeMap<(String, i64), i64> = BTreeMap::new();
+    for line in records.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let t = v["date_time"].as_str().unwrap();
+        // "2026-11-27T02:29:13.123": the window starts at the ten seconds.
+        let window = format!("{}0", &t[..18]);
+        *counts
+            .entry((window, v["auction"].as_i64().unwrap()))
+            .or_default() += 1;
+    }
+    let mut most: BTreeMap<&str, i64> = BTreeMap::new();
+    for ((w, _), n) in &counts {
+        let m = most.entry(w.as_str()).or_default();
+        *m = (*m).max(*n);
+    }
+    let mut expected: Vec<(String, i64, i64)> = counts
+        .iter()
+        .filter(|((w, _), n)| most[w.as_str()] == **n)
+        .map(|((w, a), n)| (w.clone(), *a, *n))
+        .collect();
+    let mut got: Vec<(String, i64, i64)> = printed
+        .lines()
+        .filter(|l| l.starts_with("| 20"))
+        .map(|l| {
+            let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+            (
+                cells[1].to_string(),
+                cells[3].parse().unwrap(),
+                cells[4].parse().unwrap(),
+            )
+        })
+        .collect();
+    expected.sort();
+    got.sort();
+    assert!(expected.len() >= 2, "{expected:?}");
+    assert_eq!(got, expected);
+}

@@ -32,11 +32,12 @@ impl Watched {
     /// The job's line since the previous call.
     pub(crate) fn line(&mut self) -> String {
         let now = Instant::now();
-        let (mut rows_in, mut rows_out, mut bad) = (0u64, 0u64, 0u64);
+        let (mut rows_in, mut rows_out, mut bad, mut late) = (0u64, 0u64, 0u64, 0u64);
         let mut lag: Option<u64> = None;
         let mut sink_wm: Option<i64> = None;
         for m in self.metrics.snapshot() {
             bad += m.bad_records;
+            late += m.late_rows;
             match m.name.as_str() {
                 "source" => {
                     rows_in += m.rows_out;
@@ -72,6 +73,9 @@ impl Watched {
         }
         if bad > 0 {
             line.push_str(&format!(", {bad} bad records"));
+        }
+        if late > 0 {
+            line.push_str(&format!(", {late} late rows"));
         }
         let ck = self.metrics.checkpoints();
         if let Some(id) = ck.last_id {
