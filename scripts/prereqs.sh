@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Sourced by the other scripts: checks, and on Debian/Ubuntu as root installs, what building
-# rstreams needs: a C/C++ compiler and libclang (for RocksDB's bindings) and a Rust toolchain.
+# rstreams needs: a C/C++ compiler and libclang (for RocksDB's bindings) and a Rust toolchain;
+# and what the tests use: psql (the PostgreSQL client, for the endpoint's tests).
 set -euo pipefail
 
 missing=()
 command -v cc >/dev/null 2>&1 || missing+=(gcc)
 command -v g++ >/dev/null 2>&1 || missing+=(g++)
+command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
 if command -v dpkg >/dev/null 2>&1; then
   dpkg -s libclang-dev >/dev/null 2>&1 || missing+=(libclang-dev)
 fi

@@ -26,6 +26,9 @@ use crate::catalog::{Catalog, Provider, TableDef};
 use crate::parser::{CreateTable, StreamStatement, parse_script};
 use crate::{Error, Result};
 
+#[path = "materialized.rs"]
+mod materialized;
+
 /// What a statement did.
 #[derive(Debug)]
 pub enum Outcome {
@@ -158,6 +161,9 @@ impl SqlEngine {
         for statement in parse_script(sql)? {
             let (line, result) = match statement {
                 StreamStatement::CreateTable(t) => (t.location.line, self.create_table(*t)),
+                StreamStatement::CreateMaterializedView(v) => {
+                    (v.location.line, self.create_materialized_view(*v))
+                }
                 StreamStatement::Set {
                     key,
                     value,

@@ -4,8 +4,8 @@
 //! token API, so positions in errors stay those of the original text.
 
 use streams_core::datafusion::sql::sqlparser::ast::{
-    ColumnDef, ColumnOptionDef, DataType, Expr, Ident, ObjectName, Statement, StructBracketKind,
-    StructField,
+    ColumnDef, ColumnOptionDef, DataType, Expr, Ident, ObjectName, Query, Statement,
+    StructBracketKind, StructField,
 };
 use streams_core::datafusion::sql::sqlparser::keywords::Keyword;
 use streams_core::datafusion::sql::sqlparser::parser::{Parser, ParserError};
@@ -46,11 +46,28 @@ pub struct CreateTable {
     pub location: Location,
 }
 
+/// `CREATE MATERIALIZED VIEW name [WITH ('key' = 'value', ...)] AS query`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CreateMaterializedView {
+    /// The view.
+    pub name: ObjectName,
+    /// `IF NOT EXISTS`.
+    pub if_not_exists: bool,
+    /// `WITH ('key' = 'value', ...)`, in order.
+    pub options: Vec<(String, String)>,
+    /// What it holds.
+    pub query: Box<Query>,
+    /// Where the statement starts.
+    pub location: Location,
+}
+
 /// One statement of a script.
 #[derive(Clone, Debug, PartialEq)]
 pub enum StreamStatement {
     /// `CREATE TABLE` in Flink's form.
     CreateTable(Box<CreateTable>),
+    /// `CREATE MATERIALIZED VIEW`: a job keeping the query's result for analysts.
+    CreateMaterializedView(Box<CreateMaterializedView>),
     /// `SET 'key' = 'value'` (Flink's job options).
     Set {
         /// Option key.
@@ -88,6 +105,10 @@ pub fn parse_script(sql: &str) -> Result<Vec<StreamStatement>> {
                 value,
                 location,
             }
+        } else if is_create_materialized_view(&parser) {
+            StreamStatement::CreateMaterializedView(Box::new(
+                create_materialized_view(&mut parser, location).map_err(parse_error)?,
+            ))
         } else if is_create_table(&parser) {
             StreamStatement::CreateTable(Box::new(
                 create_table(&mut parser, location).map_err(parse_error)?,
@@ -153,6 +174,53 @@ fn is_quoted_set(p: &Parser) -> bool {
         && matches!(p.peek_nth_token(1).token, Token::SingleQuotedString(_))
 }
 
+fn is_create_materialized_view(p: &Parser) -> bool {
+    let word = |n: usize| match &p.peek_nth_token(n).token {
+        Token::Word(w) => Some(w.keyword),
+        _ => None,
+    };
+    word(0) == Some(Keyword::CREATE)
+        && word(1) == Some(Keyword::MATERIALIZED)
+        && word(2) == Some(Keyword::VIEW)
+}
+
+fn create_materialized_view(
+    p: &mut Parser,
+    location: Location,
+) -> Result<CreateMaterializedView, ParserError> {
+    p.expect_keywords(&[Keyword::CREATE, Keyword::MATERIALIZED, Keyword::VIEW])?;
+    let if_not_exists = p.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
+    let name = p.parse_object_name(false)?;
+    let options = with_options(p)?;
+    p.expect_keyword(Keyword::AS)?;
+    let query = p.parse_query()?;
+    Ok(CreateMaterializedView {
+        name,
+        if_not_exists,
+        options,
+        query,
+        location,
+    })
+}
+
+/// `WITH ('key' = 'value', ...)` if it comes next.
+fn with_options(p: &mut Parser) -> Result<Vec<(String, String)>, ParserError> {
+    let mut options = Vec::new();
+    if p.parse_keyword(Keyword::WITH) {
+        p.expect_token(&Token::LParen)?;
+        if !p.consume_token(&Token::RParen) {
+            options = p.parse_comma_separated(|p| {
+                let key = p.parse_literal_string()?;
+                p.expect_token(&Token::Eq)?;
+                let value = p.parse_literal_string()?;
+                Ok((key, value))
+            })?;
+            p.expect_token(&Token::RParen)?;
+        }
+    }
+    Ok(options)
+}
+
 fn is_create_table(p: &Parser) -> bool {
     let word = |n: usize| match &p.peek_nth_token(n).token {
         Token::Word(w) => Some(w.keyword),
@@ -197,18 +265,7 @@ fn create_table(p: &mut Parser, location: Location) -> Result<CreateTable, Parse
         p.parse_comma_separated(Parser::parse_identifier)?;
         p.expect_token(&Token::RParen)?;
     }
-    if p.parse_keyword(Keyword::WITH) {
-        p.expect_token(&Token::LParen)?;
-        if !p.consume_token(&Token::RParen) {
-            table.options = p.parse_comma_separated(|p| {
-                let key = p.parse_literal_string()?;
-                p.expect_token(&Token::Eq)?;
-                let value = p.parse_literal_string()?;
-                Ok((key, value))
-            })?;
-            p.expect_token(&Token::RParen)?;
-        }
-    }
+    table.options = with_options(p)?;
     Ok(table)
 }
 

@@ -21,6 +21,7 @@ use streams_core::datafusion::logical_expr::LogicalPlan;
 use streams_core::plan::{SinkNode, StreamPlanBuilder};
 use streams_core::runtime::JobHandle;
 use streams_core::state::CheckpointInfo;
+use streams_serve::{JobList, ViewCatalog, ViewConnector};
 use streams_sql::{Outcome, SqlEngine};
 use streams_state::LocalStorage;
 use tokio::sync::{mpsc, watch};
@@ -45,6 +46,19 @@ pub(crate) struct RunArgs {
     /// query changed
     #[arg(long, conflicts_with = "from_savepoint")]
     fresh: bool,
+    /// Serve the script's materialized views over the PostgreSQL wire protocol (psql, drivers,
+    /// BI tools); the command then runs until Ctrl-C, also after the jobs end. Without a SET
+    /// interval, jobs checkpoint every second: views change at checkpoints
+    #[arg(long)]
+    serve: bool,
+    /// Where --serve listens
+    #[arg(
+        long,
+        value_name = "ADDR",
+        default_value = "127.0.0.1:5433",
+        requires = "serve"
+    )]
+    listen: std::net::SocketAddr,
     /// No progress line and no job started/finished messages; results and errors only
     #[arg(long, short)]
     quiet: bool,
@@ -66,6 +80,14 @@ pub(crate) fn run(data_dir: &Path, args: RunArgs) -> Result<()> {
     let mut registry = ConnectorRegistry::new();
     streams_connectors::register_builtin(&mut registry);
     streams_connectors::register_queue(&mut registry, data_dir);
+    let serving = args.serve.then(|| Serving {
+        views: ViewCatalog::new(),
+        jobs: JobList::new(),
+        listen: args.listen,
+    });
+    if let Some(s) = &serving {
+        registry.register(Arc::new(ViewConnector::new(Arc::clone(&s.views))));
+    }
     let mut engine = SqlEngine::new(registry);
     let outcomes = engine.execute(&sql)?;
     let mut settings = engine.checkpoint_settings().clone();
@@ -79,13 +101,30 @@ pub(crate) fn run(data_dir: &Path, args: RunArgs) -> Result<()> {
         settings.savepoint = args.from_savepoint;
     }
     settings.fresh = args.fresh;
+    if serving.is_some() && settings.interval.is_none() {
+        // Views publish at checkpoints: readers then never see half of an update.
+        settings.interval = Some(Duration::from_secs(1));
+    }
     let state_dir = settings.dir.clone();
     engine.set_checkpoint_settings(settings);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| CliError::Usage(format!("cannot start the runtime: {e}")))?;
-    runtime.block_on(run_jobs(&mut engine, outcomes, args.quiet, state_dir))
+    runtime.block_on(run_jobs(
+        &mut engine,
+        outcomes,
+        args.quiet,
+        state_dir,
+        serving,
+    ))
+}
+
+/// The PostgreSQL endpoint of `--serve`.
+struct Serving {
+    views: Arc<ViewCatalog>,
+    jobs: Arc<JobList>,
+    listen: std::net::SocketAddr,
 }
 
 /// How a job's supervision ended.
@@ -165,6 +204,7 @@ fn launch_all(
     outcomes: Vec<Outcome>,
     quiet: bool,
     jobs: &mut Jobs,
+    listed: Option<&JobList>,
 ) -> Result<()> {
     // A live table needs stdout on a terminal; otherwise SELECT rows are printed as they come.
     let live = console().terminal() == Some(Stream::Stdout);
@@ -220,6 +260,9 @@ fn launch_all(
         if !quiet {
             note(format!("job `{name}` started"));
         }
+        if let Some(list) = listed {
+            list.set(&name, if query { "select" } else { "insert" }, "running");
+        }
         jobs.supervise(name, handle);
     }
     Ok(())
@@ -230,11 +273,29 @@ async fn run_jobs(
     outcomes: Vec<Outcome>,
     quiet: bool,
     state_dir: Option<PathBuf>,
+    serving: Option<Serving>,
 ) -> Result<()> {
     // Signals are caught from now on: a stop while jobs start still saves what started.
     let mut signals = Signals::new()?;
     let mut jobs = Jobs::new();
-    let mut failure = launch_all(engine, outcomes, quiet, &mut jobs).err();
+    let listed = serving.as_ref().map(|s| Arc::clone(&s.jobs));
+    let mut failure = launch_all(engine, outcomes, quiet, &mut jobs, listed.as_deref()).err();
+    let mut server = match &serving {
+        Some(s) if failure.is_none() => {
+            note(format!(
+                "serving materialized views on {0} (psql -h {1} -p {2})",
+                s.listen,
+                s.listen.ip(),
+                s.listen.port()
+            ));
+            Some(tokio::spawn(streams_serve::serve(
+                Arc::clone(&s.views),
+                Arc::clone(&s.jobs),
+                s.listen,
+            )))
+        }
+        _ => None,
+    };
     if failure.is_some() {
         // Those that started stop with a savepoint.
         let _ = jobs.stop_tx.send(true);
@@ -257,9 +318,41 @@ async fn run_jobs(
         Duration::from_secs(10)
     };
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-    while remaining > 0 {
+    let set_status = |name: &str, status: &str| {
+        if let Some(list) = &listed {
+            list.set(
+                name,
+                if name.starts_with("query-") {
+                    "select"
+                } else {
+                    "insert"
+                },
+                status,
+            );
+        }
+    };
+    // With --serve the views stay queryable after the jobs end, until a signal.
+    while remaining > 0 || (server.is_some() && !stopping) {
         tokio::select! {
-            ended = done_rx.recv() => {
+            ended = async {
+                match server.as_mut() {
+                    Some(handle) => handle.await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                server = None;
+                let message = match ended {
+                    Ok(Ok(())) => "the PostgreSQL endpoint stopped".to_string(),
+                    Ok(Err(e)) => e.to_string(),
+                    Err(e) => format!("the PostgreSQL endpoint failed: {e}"),
+                };
+                if failure.is_none() {
+                    failure = Some(CliError::Usage(message));
+                }
+                stopping = true;
+                let _ = stop_tx.send(true);
+            }
+            ended = done_rx.recv(), if remaining > 0 => {
                 let Some((i, end)) = ended else { break };
                 remaining -= 1;
                 let name = &names[i];
@@ -275,8 +368,10 @@ async fn run_jobs(
                         if !quiet {
                             note(format!("job `{name}` finished"));
                         }
+                        set_status(name, "finished");
                     }
                     JobEnd::Finished(Err(e)) | JobEnd::Stopped(Err(e)) => {
+                        set_status(name, &format!("failed: {e}"));
                         if failure.is_none() {
                             failure = Some(CliError::Job { job: name.clone(), message: e.to_string() });
                         } else {
@@ -287,9 +382,11 @@ async fn run_jobs(
                         let _ = stop_tx.send(true);
                     }
                     JobEnd::Stopped(Ok(Some(savepoint))) => {
+                        set_status(name, "stopped");
                         note(format!("job `{name}` stopped; savepoint {}", savepoint.location));
                     }
                     JobEnd::Stopped(Ok(None)) => {
+                        set_status(name, "stopped");
                         note(format!("job `{name}` stopped (no checkpoints: nothing saved)"));
                     }
                 }

@@ -1,0 +1,165 @@
+//! Materialized views: the rows a job keeps for analysts, published at checkpoint epochs.
+//!
+//! A view's sink subtasks each keep their share of the rows (changes of an update stream
+//! applied; window results kept for `retention` past the watermark). At checkpoint `n`'s
+//! barrier a subtask stages its rows; when `n` completes it publishes them as epoch `n`. A
+//! reader takes, for every subtask, its rows of the newest epoch all subtasks have published,
+//! so an answer never mixes epochs or shows half of a checkpoint's updates.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Duration;
+
+use streams_core::arrow::compute::concat_batches;
+use streams_core::arrow::datatypes::SchemaRef;
+use streams_core::arrow::record_batch::RecordBatch;
+
+/// Epochs a subtask keeps published, so that readers find one all subtasks share.
+const KEPT_EPOCHS: usize = 4;
+
+/// The views of a process, by name.
+#[derive(Debug, Default)]
+pub struct ViewCatalog {
+    views: RwLock<BTreeMap<String, Arc<View>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl ViewCatalog {
+    /// No views.
+    pub fn new() -> Arc<Self> {
+        Arc::new(ViewCatalog::default())
+    }
+
+    /// The view `name` with rows of `schema`, made now or (same schema) the one that exists.
+    pub fn register(
+        &self,
+        name: &str,
+        schema: SchemaRef,
+        retention: Option<Duration>,
+    ) -> Arc<View> {
+        let mut views = self.views.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(v) = views.get(name).filter(|v| v.schema == schema) {
+            return Arc::clone(v);
+        }
+        let view = Arc::new(View {
+            name: name.to_string(),
+            schema,
+            retention,
+            parts: Mutex::new(Vec::new()),
+        });
+        views.insert(name.to_string(), Arc::clone(&view));
+        view
+    }
+
+    /// The view called `name`.
+    pub fn get(&self, name: &str) -> Option<Arc<View>> {
+        let views = self.views.read().unwrap_or_else(|p| p.into_inner());
+        views.get(name).cloned()
+    }
+
+    /// Every view, by name.
+    pub fn list(&self) -> Vec<Arc<View>> {
+        let views = self.views.read().unwrap_or_else(|p| p.into_inner());
+        views.values().cloned().collect()
+    }
+}
+
+/// What a subtask published: its rows at the last few epochs, oldest first.
+#[derive(Debug, Default)]
+struct Part {
+    epochs: VecDeque<(u64, RecordBatch)>,
+}
+
+/// One materialized view.
+#[derive(Debug)]
+pub struct View {
+    name: String,
+    schema: SchemaRef,
+    retention: Option<Duration>,
+    /// One per sink subtask.
+    parts: Mutex<Vec<Part>>,
+}
+
+/// A view's rows at one epoch.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    /// The checkpoint the rows are complete at (0: none published yet).
+    pub epoch: u64,
+    /// The rows.
+    pub batch: RecordBatch,
+}
+
+impl View {
+    /// Its name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its columns.
+    pub fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    /// How long window results stay past the watermark, if they expire.
+    pub fn retention(&self) -> Option<Duration> {
+        self.retention
+    }
+
+    /// Subtask `subtask` of `parallelism` publishes its rows as of `epoch`.
+    pub(crate) fn publish(
+        &self,
+        subtask: usize,
+        parallelism: usize,
+        epoch: u64,
+        rows: RecordBatch,
+    ) {
+        let mut parts = lock(&self.parts);
+        if parts.len() != parallelism {
+            parts.resize_with(parallelism, Part::default);
+        }
+        let Some(part) = parts.get_mut(subtask) else {
+            return;
+        };
+        part.epochs.retain(|(e, _)| *e != epoch);
+        part.epochs.push_back((epoch, rows));
+        while part.epochs.len() > KEPT_EPOCHS {
+            part.epochs.pop_front();
+        }
+    }
+
+    /// The rows at the newest epoch every subtask has published (empty at epoch 0 before
+    /// any has).
+    pub fn snapshot(&self) -> Snapshot {
+        let parts = lock(&self.parts);
+        let empty = || Snapshot {
+            epoch: 0,
+            batch: RecordBatch::new_empty(Arc::clone(&self.schema)),
+        };
+        let Some(epoch) = parts
+            .iter()
+            .map(|p| p.epochs.back().map_or(0, |(e, _)| *e))
+            .min()
+            .filter(|e| *e > 0)
+        else {
+            return empty();
+        };
+        let mut batches = Vec::with_capacity(parts.len());
+        for p in parts.iter() {
+            // The newest of its epochs not past the common one.
+            match p.epochs.iter().rev().find(|(e, _)| *e <= epoch) {
+                Some((_, b)) => batches.push(b.clone()),
+                None => return empty(),
+            }
+        }
+        match concat_batches(&self.schema, &batches) {
+            Ok(batch) => Snapshot { epoch, batch },
+            Err(e) => {
+                tracing::error!(view = %self.name, "cannot assemble a snapshot: {e}");
+                empty()
+            }
+        }
+    }
+}
