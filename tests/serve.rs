@@ -41,18 +41,24 @@ fn rstreams(dir: &Path, args: &[&str], stdin: &str) -> Output {
 
 /// `psql` against the endpoint: (success, stdout, stderr).
 fn psql(port: u16, commands: &[&str]) -> (bool, String, String) {
+    psql_as(port, "analyst", None, commands)
+}
+
+/// `psql` as `user`, with `password` if given (never prompting).
+fn psql_as(
+    port: u16,
+    user: &str,
+    password: Option<&str>,
+    commands: &[&str],
+) -> (bool, String, String) {
     let mut cmd = Command::new("psql");
-    cmd.args([
-        "-h",
-        "127.0.0.1",
-        "-p",
-        &port.to_string(),
-        "-U",
-        "analyst",
-        "-At",
-        "-v",
-        "ON_ERROR_STOP=1",
-    ]);
+    let port = port.to_string();
+    cmd.args(["-h", "127.0.0.1", "-p", &port, "-U", user, "-w", "-At"]);
+    cmd.args(["-v", "ON_ERROR_STOP=1"]);
+    match password {
+        Some(p) => cmd.env("PGPASSWORD", p),
+        None => cmd.env_remove("PGPASSWORD"),
+    };
     for c in commands {
         cmd.args(["-c", c]);
     }
@@ -146,7 +152,16 @@ fn psql_queries_the_views_of_a_job() {
         e.1 += i % 11;
         *per_second.entry(3 * i / 1000).or_default() += 1;
     }
-    let (ok, out, err) = psql(port, &["SELECT k, n, total FROM per_key ORDER BY k"]);
+    // The endpoint may still be binding when the jobs are done.
+    let mut tries = 0;
+    let (ok, out, err) = loop {
+        let answer = psql(port, &["SELECT k, n, total FROM per_key ORDER BY k"]);
+        if answer.0 || tries == 100 {
+            break answer;
+        }
+        tries += 1;
+        std::thread::sleep(Duration::from_millis(100));
+    };
     assert!(ok, "{err}");
     let want: Vec<String> = per_key
         .iter()
@@ -171,6 +186,37 @@ fn psql_queries_the_views_of_a_job() {
     );
     assert!(ok, "{err}");
     assert_eq!(out.trim(), format!("{n}|{n}|7"));
+
+    // A driver's prepared statements with parameters (the extended protocol).
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let url = format!("host=127.0.0.1 port={port} user=analyst");
+        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        let connection = tokio::spawn(connection);
+        let statement = client
+            .prepare("SELECT n, total FROM per_key WHERE k = $1")
+            .await
+            .unwrap();
+        for (k, (c, t)) in &per_key {
+            let row = client.query_one(&statement, &[k]).await.unwrap();
+            assert_eq!(
+                (row.get::<_, i64>(0), row.get::<_, i64>(1)),
+                (*c as i64, *t as i64)
+            );
+        }
+        let e = client
+            .execute("INSERT INTO per_key VALUES ($1, 1, 1)", &[&"x"])
+            .await
+            .unwrap_err();
+        assert_eq!(e.code().map(|c| c.code()), Some("25006"), "{e}");
+        drop(client);
+        let _ = connection.await;
+    });
 
     let (ok, out, err) = psql(port, &["SHOW JOBS", "SHOW MATERIALIZED VIEWS", "\\dt"]);
     assert!(ok, "{err}");
@@ -213,4 +259,80 @@ fn psql_queries_the_views_of_a_job() {
     let status = child.wait().unwrap();
     reader.join().unwrap();
     assert!(status.success());
+}
+
+#[test]
+fn a_configured_password_is_required_and_checked_with_scram() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let script = dir.path().join("view.sql");
+    std::fs::write(
+        &script,
+        "CREATE TABLE nexmark (event_type INT) WITH ('connector' = 'nexmark', 'events.num' = '500');
+         CREATE MATERIALIZED VIEW kinds AS SELECT event_type, COUNT(*) AS n FROM nexmark
+           GROUP BY event_type;",
+    )
+    .unwrap();
+    let port = free_port();
+    let mut child = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(&data)
+        .args([
+            "run",
+            "--quiet",
+            "--serve",
+            "--password-from-env",
+            "--user",
+            "analyst",
+        ])
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .arg(&script)
+        .env("RSTREAMS_PASSWORD", "s3cret")
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The server is up once a connection is answered (by a refusal: no password given).
+    let mut tries = 0;
+    loop {
+        let (_, _, err) = psql_as(port, "analyst", None, &["SELECT 1"]);
+        if !err.contains("Connection refused") && !err.contains("could not connect") {
+            assert!(err.contains("password"), "{err}");
+            break;
+        }
+        tries += 1;
+        assert!(tries < 200, "no server: {err}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let total = || {
+        psql_as(
+            port,
+            "analyst",
+            Some("s3cret"),
+            &["SELECT SUM(n) FROM kinds"],
+        )
+    };
+    let mut answer = total();
+    while answer.1.trim() != "500" && tries < 300 {
+        std::thread::sleep(Duration::from_millis(100));
+        tries += 1;
+        answer = total();
+    }
+    assert!(answer.0 && answer.1.trim() == "500", "{answer:?}");
+    let (ok, _, err) = psql_as(port, "analyst", Some("wrong"), &["SELECT 1"]);
+    assert!(
+        !ok && err
+            .to_lowercase()
+            .contains("password authentication failed"),
+        "{err}"
+    );
+    let (ok, _, err) = psql_as(port, "mallory", Some("s3cret"), &["SELECT 1"]);
+    assert!(!ok && err.contains("mallory"), "{err}");
+    // SAFETY: kill(2) on the child's pid, which is still ours to signal (not yet waited for).
+    assert_eq!(
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) },
+        0
+    );
+    assert!(child.wait().unwrap().success());
 }

@@ -6,11 +6,13 @@
 //! - [`serve`]: the PostgreSQL-wire endpoint over those views (DataFusion SQL through
 //!   `datafusion-postgres`), read-only, with `SHOW JOBS` and `SHOW MATERIALIZED VIEWS`.
 
+mod auth;
 mod provider;
 mod server;
 mod sink;
 mod view;
 
+pub use auth::Credentials;
 pub use provider::{ViewSchema, ViewTable};
 pub use server::{JobList, context, serve};
 pub use sink::{DEFAULT_RETENTION, ViewConnector, ViewSink};

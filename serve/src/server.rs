@@ -8,7 +8,6 @@ use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
-use datafusion_postgres::ServerOptions;
 use datafusion_postgres::arrow_pg::datatypes::df::encode_dataframe;
 use datafusion_postgres::datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
 use datafusion_postgres::datafusion_pg_catalog::setup_pg_catalog;
@@ -20,6 +19,7 @@ use datafusion_postgres::pgwire::api::ClientInfo;
 use datafusion_postgres::pgwire::api::portal::Format;
 use datafusion_postgres::pgwire::api::results::Response;
 use datafusion_postgres::pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use datafusion_postgres::{DfSessionService, ServerOptions};
 use streams_core::arrow::array::{ArrayRef, StringArray, UInt64Array};
 use streams_core::arrow::datatypes::{DataType, Field, Schema};
 use streams_core::arrow::record_batch::RecordBatch;
@@ -28,6 +28,7 @@ use streams_core::datafusion::logical_expr::LogicalPlan;
 use streams_core::datafusion::prelude::{SessionConfig, SessionContext};
 use streams_core::datafusion::sql::sqlparser::ast::Statement;
 
+use crate::auth::{Credentials, Handlers};
 use crate::provider::ViewSchema;
 use crate::view::ViewCatalog;
 use crate::{Error, Result};
@@ -78,19 +79,29 @@ impl JobList {
     }
 }
 
-/// Serves `views` (and `jobs` for `SHOW JOBS`) on `listen` until the process ends.
-pub async fn serve(views: Arc<ViewCatalog>, jobs: Arc<JobList>, listen: SocketAddr) -> Result<()> {
-    let ctx = context(Arc::clone(&views))?;
+/// Serves `views` (and `jobs` for `SHOW JOBS`) on `listen` until the process ends; clients
+/// authenticate with `credentials` if given.
+pub async fn serve(
+    views: Arc<ViewCatalog>,
+    jobs: Arc<JobList>,
+    listen: SocketAddr,
+    credentials: Option<Credentials>,
+) -> Result<()> {
+    let ctx = Arc::new(context(Arc::clone(&views))?);
     let hooks: Vec<Arc<dyn QueryHook>> = vec![
         Arc::new(RstreamsHook { views, jobs }),
         Arc::new(CursorStatementHook),
         Arc::new(SetShowHook),
         Arc::new(TransactionStatementHook),
     ];
+    let handlers = Arc::new(Handlers {
+        service: Arc::new(DfSessionService::new_with_hooks(ctx, hooks)),
+        credentials,
+    });
     let options = ServerOptions::new()
         .with_host(listen.ip().to_string())
         .with_port(listen.port());
-    datafusion_postgres::serve_with_hooks(Arc::new(ctx), &options, hooks)
+    datafusion_postgres::serve_with_handlers(handlers, &options)
         .await
         .map_err(|e| Error::Serve(format!("on {listen}: {e}")))
 }

@@ -21,7 +21,7 @@ use streams_core::datafusion::logical_expr::LogicalPlan;
 use streams_core::plan::{SinkNode, StreamPlanBuilder};
 use streams_core::runtime::JobHandle;
 use streams_core::state::CheckpointInfo;
-use streams_serve::{JobList, ViewCatalog, ViewConnector};
+use streams_serve::{Credentials, JobList, ViewCatalog, ViewConnector};
 use streams_sql::{Outcome, SqlEngine};
 use streams_state::LocalStorage;
 use tokio::sync::{mpsc, watch};
@@ -59,6 +59,13 @@ pub(crate) struct RunArgs {
         requires = "serve"
     )]
     listen: std::net::SocketAddr,
+    /// With --serve: clients authenticate (SCRAM-SHA-256) with the password in the
+    /// environment variable RSTREAMS_PASSWORD, as this user if --user is given
+    #[arg(long, requires = "serve")]
+    password_from_env: bool,
+    /// With --password-from-env: the only user name accepted
+    #[arg(long, value_name = "NAME", requires = "password_from_env")]
+    user: Option<String>,
     /// No progress line and no job started/finished messages; results and errors only
     #[arg(long, short)]
     quiet: bool,
@@ -80,10 +87,27 @@ pub(crate) fn run(data_dir: &Path, args: RunArgs) -> Result<()> {
     let mut registry = ConnectorRegistry::new();
     streams_connectors::register_builtin(&mut registry);
     streams_connectors::register_queue(&mut registry, data_dir);
+    let credentials = if args.password_from_env {
+        let password = std::env::var(PASSWORD_ENV)
+            .ok()
+            .filter(|p| !p.is_empty())
+            .ok_or_else(|| {
+                CliError::Usage(format!(
+                    "--password-from-env: the environment variable {PASSWORD_ENV} is not set"
+                ))
+            })?;
+        Some(Credentials {
+            user: args.user.clone(),
+            password,
+        })
+    } else {
+        None
+    };
     let serving = args.serve.then(|| Serving {
         views: ViewCatalog::new(),
         jobs: JobList::new(),
         listen: args.listen,
+        credentials,
     });
     if let Some(s) = &serving {
         registry.register(Arc::new(ViewConnector::new(Arc::clone(&s.views))));
@@ -125,7 +149,12 @@ struct Serving {
     views: Arc<ViewCatalog>,
     jobs: Arc<JobList>,
     listen: std::net::SocketAddr,
+    credentials: Option<Credentials>,
 }
+
+/// Where `--password-from-env` finds the password (not on the command line, where `ps` shows
+/// it).
+const PASSWORD_ENV: &str = "RSTREAMS_PASSWORD";
 
 /// How a job's supervision ended.
 enum JobEnd {
@@ -292,6 +321,7 @@ async fn run_jobs(
                 Arc::clone(&s.views),
                 Arc::clone(&s.jobs),
                 s.listen,
+                s.credentials.clone(),
             )))
         }
         _ => None,
