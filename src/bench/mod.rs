@@ -3,6 +3,7 @@
 pub(crate) mod checkpoint;
 pub(crate) mod engine;
 pub(crate) mod queue;
+pub(crate) mod serve;
 
 /// Median of a list of measurements (the mean of the middle two for an even count).
 pub(crate) fn median(values: &mut [f64]) -> f64 {

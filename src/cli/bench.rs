@@ -23,6 +23,27 @@ pub(crate) enum BenchCommand {
     /// savepoint duration and size for --state-keys keys, and recovery to the first output.
     /// Build with --release.
     Checkpoint(CheckpointBenchArgs),
+    /// The PostgreSQL endpoint: a job keeping a materialized view of Nexmark bids, alone and
+    /// then while --clients clients query it once a second each; the job's rows/s both ways and
+    /// the query latency. Build with --release.
+    Serve(ServeBenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ServeBenchArgs {
+    /// Clients querying at once, one query a second each
+    #[arg(long, default_value_t = 50)]
+    clients: usize,
+    /// Seconds of each phase
+    #[arg(long, default_value_t = 30)]
+    seconds: u64,
+    /// Subtasks per operator
+    #[arg(long, default_value_t = 2)]
+    parallelism: usize,
+    /// Where to make the scratch folder (`rstreams-bench-PID`, removed afterwards)
+    /// [default: the system temporary directory]
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -107,7 +128,57 @@ pub(crate) fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Queue(args) => queue_bench(args),
         BenchCommand::Engine(args) => engine_bench(args),
         BenchCommand::Checkpoint(args) => checkpoint_bench(args),
+        BenchCommand::Serve(args) => serve_bench(args),
     }
+}
+
+fn serve_bench(args: ServeBenchArgs) -> Result<()> {
+    if args.seconds == 0 || args.parallelism == 0 {
+        return Err(CliError::Usage(
+            "bench serve needs --seconds >= 1 and --parallelism >= 1".into(),
+        ));
+    }
+    let dir = args
+        .dir
+        .unwrap_or_else(std::env::temp_dir)
+        .join(format!("rstreams-bench-{}", std::process::id()));
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let _ = writeln!(
+        std::io::stderr(),
+        "bench serve: {} clients, {} s per phase, parallelism {}, {cores} cores",
+        args.clients,
+        args.seconds,
+        args.parallelism
+    );
+    let opts = crate::bench::serve::ServeBenchOptions {
+        clients: args.clients,
+        seconds: args.seconds,
+        parallelism: args.parallelism,
+        dir: dir.clone(),
+    };
+    let figures = crate::bench::serve::run(&opts);
+    let _ = std::fs::remove_dir_all(&dir);
+    let f = figures.map_err(|e| CliError::Usage(format!("benchmark failed: {e}")))?;
+    let mut t = Table::new(&[("measure", Align::Left), ("value", Align::Right)]);
+    let change = 100.0 * (f.rows_per_sec_queried / f.rows_per_sec_alone - 1.0);
+    let rows = [
+        ("job rows/s, alone", format!("{:.0}", f.rows_per_sec_alone)),
+        (
+            "job rows/s, queried",
+            format!("{:.0}", f.rows_per_sec_queried),
+        ),
+        ("change", format!("{change:+.1}%")),
+        ("queries answered", f.queries.to_string()),
+        ("query errors", f.errors.to_string()),
+        ("answers that went back", f.went_back.to_string()),
+        ("query latency p50, ms", format!("{:.1}", f.p50_ms)),
+        ("query latency p99, ms", format!("{:.1}", f.p99_ms)),
+        ("query latency max, ms", format!("{:.1}", f.max_ms)),
+    ];
+    for (k, v) in rows {
+        t.row(vec![k.to_string(), v]);
+    }
+    print(&t.render())
 }
 
 fn checkpoint_bench(args: CheckpointBenchArgs) -> Result<()> {
