@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 mod common;
@@ -188,27 +188,13 @@ fn sigterm_stops_with_a_savepoint_and_running_the_script_again_resumes_exactly_o
         ),
     )
     .unwrap();
-    let mut child = Command::new(BIN)
-        .arg("--data-dir")
-        .arg(&data)
-        .arg("run")
-        .arg(&script)
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    let stderr = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let _ = tx.send(line);
-        }
-    });
+    let (mut child, rx, reader) = common::spawn_with_stderr(
+        Command::new(BIN)
+            .arg("--data-dir")
+            .arg(&data)
+            .arg("run")
+            .arg(&script),
+    );
     let mut lines: Vec<String> = Vec::new();
     while !lines.iter().any(|l| l.contains("job `out` started")) {
         lines.push(rx.recv_timeout(Duration::from_secs(120)).unwrap());

@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
@@ -100,26 +100,13 @@ fn psql_queries_the_views_of_a_job() {
     )
     .unwrap();
     let port = free_port();
-    let mut child = Command::new(BIN)
-        .arg("--data-dir")
-        .arg(&data)
-        .args(["run", "--serve", "--listen", &format!("127.0.0.1:{port}")])
-        .arg(&script)
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    let stderr = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let _ = tx.send(line);
-        }
-    });
+    let (mut child, rx, reader) = common::spawn_with_stderr(
+        Command::new(BIN)
+            .arg("--data-dir")
+            .arg(&data)
+            .args(["run", "--serve", "--listen", &format!("127.0.0.1:{port}")])
+            .arg(&script),
+    );
     let mut lines: Vec<String> = Vec::new();
     while lines.iter().filter(|l| l.ends_with("finished")).count() < 2 {
         lines.push(

@@ -162,9 +162,19 @@ impl ViewWriter {
                 ops.is_none_or(|o| o.is_null(i) || matches!(o.value(i), INSERT | UPDATE_AFTER));
             let row = rows.row(i);
             let end = ends.and_then(|e| e.is_valid(i).then(|| e.value(i)));
-            let entry = self.rows.entry(row.as_ref().to_vec()).or_insert((0, end));
-            entry.0 += if add { 1 } else { -1 };
-            if entry.0 == 0 {
+            let delta = if add { 1 } else { -1 };
+            // A row seen before (an update's retraction, say) costs no key allocation.
+            let count = match self.rows.get_mut(row.as_ref()) {
+                Some(entry) => {
+                    entry.0 += delta;
+                    entry.0
+                }
+                None => {
+                    self.rows.insert(row.as_ref().to_vec(), (delta, end));
+                    delta
+                }
+            };
+            if count == 0 {
                 self.rows.remove(row.as_ref());
             }
         }

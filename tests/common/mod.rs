@@ -32,3 +32,32 @@ pub(crate) fn rstreams(dir: &Path, args: &[&str], stdin: &str) -> Output {
     writer.join().unwrap();
     out
 }
+
+/// Starts `cmd` with its stderr piped; its lines arrive on the returned channel as they come
+/// (the thread ends with the child).
+pub(crate) fn spawn_with_stderr(
+    cmd: &mut Command,
+) -> (
+    std::process::Child,
+    std::sync::mpsc::Receiver<String>,
+    std::thread::JoinHandle<()>,
+) {
+    let mut child = cmd
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    (child, rx, reader)
+}
