@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sourced by the other scripts: checks, and on Debian/Ubuntu as root installs, what building
 # rstreams needs: a C/C++ compiler and libclang (for RocksDB's bindings) and a Rust toolchain;
-# and what the tests use: psql (the PostgreSQL client, for the endpoint's tests).
+# and what the tests use: psql (the PostgreSQL client) and Python's psycopg driver, for the
+# endpoint's tests.
 set -euo pipefail
 
 missing=()
@@ -19,6 +20,17 @@ if [ ${#missing[@]} -gt 0 ]; then
   else
     echo "error: missing system packages: ${missing[*]} (install them, e.g. sudo apt-get install ${missing[*]})" >&2
     exit 1
+  fi
+fi
+if ! python3 -c 'import psycopg' >/dev/null 2>&1; then
+  command -v python3 >/dev/null 2>&1 || { echo "error: python3 is missing (the endpoint's tests drive psycopg)" >&2; exit 1; }
+  echo "installing psycopg (Python PostgreSQL driver) for the tests" >&2
+  # Debian's own package where the system Python refuses pip (PEP 668), else pip.
+  if ! { command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ] \
+        && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-psycopg >/dev/null 2>&1 \
+        && python3 -c 'import psycopg' >/dev/null 2>&1; }; then
+    python3 -m pip install -q 'psycopg[binary]' >/dev/null 2>&1 \
+      || python3 -m pip install -q --user --break-system-packages 'psycopg[binary]' >/dev/null
   fi
 fi
 if ! command -v cargo >/dev/null 2>&1; then

@@ -12,7 +12,10 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 mod common;
+#[path = "common/pg.rs"]
+mod pg;
 use common::BIN;
+use pg::{Server, free_port, poll, psql_as};
 
 fn rstreams(dir: &Path, args: &[&str], stdin: &str) -> Output {
     let out = common::rstreams(dir, args, stdin);
@@ -27,43 +30,6 @@ fn rstreams(dir: &Path, args: &[&str], stdin: &str) -> Output {
 /// `psql` against the endpoint: (success, stdout, stderr).
 fn psql(port: u16, commands: &[&str]) -> (bool, String, String) {
     psql_as(port, "analyst", None, commands)
-}
-
-/// `psql` as `user`, with `password` if given (never prompting).
-fn psql_as(
-    port: u16,
-    user: &str,
-    password: Option<&str>,
-    commands: &[&str],
-) -> (bool, String, String) {
-    let mut cmd = Command::new("psql");
-    let port = port.to_string();
-    cmd.args(["-h", "127.0.0.1", "-p", &port, "-U", user, "-w", "-At"]);
-    cmd.args(["-v", "ON_ERROR_STOP=1"]);
-    match password {
-        Some(p) => cmd.env("PGPASSWORD", p),
-        None => cmd.env_remove("PGPASSWORD"),
-    };
-    for c in commands {
-        cmd.args(["-c", c]);
-    }
-    let out = cmd
-        .env("PGCONNECT_TIMEOUT", "10")
-        .output()
-        .expect("psql (postgresql-client) is installed");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).to_string(),
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    )
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[test]
@@ -100,13 +66,14 @@ fn psql_queries_the_views_of_a_job() {
     )
     .unwrap();
     let port = free_port();
-    let (mut child, rx, reader) = common::spawn_with_stderr(
+    let (child, rx, reader) = common::spawn_with_stderr(
         Command::new(BIN)
             .arg("--data-dir")
             .arg(&data)
             .args(["run", "--serve", "--listen", &format!("127.0.0.1:{port}")])
             .arg(&script),
     );
+    let server = Server(Some(child));
     let mut lines: Vec<String> = Vec::new();
     while lines.iter().filter(|l| l.ends_with("finished")).count() < 2 {
         lines.push(
@@ -125,15 +92,11 @@ fn psql_queries_the_views_of_a_job() {
         *per_second.entry(3 * i / 1000).or_default() += 1;
     }
     // The endpoint may still be binding when the jobs are done.
-    let mut tries = 0;
-    let (ok, out, err) = loop {
-        let answer = psql(port, &["SELECT k, n, total FROM per_key ORDER BY k"]);
-        if answer.0 || tries == 100 {
-            break answer;
-        }
-        tries += 1;
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let (ok, out, err) = poll(
+        10,
+        || psql(port, &["SELECT k, n, total FROM per_key ORDER BY k"]),
+        |a| a.0,
+    );
     assert!(ok, "{err}");
     let want: Vec<String> = per_key
         .iter()
@@ -206,6 +169,11 @@ fn psql_queries_the_views_of_a_job() {
     );
     let (ok, out, err) = psql(port, &["\\d per_key"]);
     assert!(ok && out.contains("total|bigint"), "{out}{err}");
+    let (ok, out, err) = psql(port, &["DESCRIBE per_key"]);
+    assert!(
+        ok && out.contains("k|Utf8View|") && out.contains("total|Int64|"),
+        "{out}{err}"
+    );
 
     // Refused cleanly, and the next session is fine.
     let (ok, _, err) = psql(port, &["INSERT INTO per_key VALUES ('x', 1, 1)"]);
@@ -223,12 +191,7 @@ fn psql_queries_the_views_of_a_job() {
     let (ok, out, err) = psql(port, &["SELECT COUNT(*) FROM per_key"]);
     assert!(ok && out.trim() == "7", "{out}{err}");
 
-    // SAFETY: kill(2) on the child's pid, which is still ours to signal (not yet waited for).
-    assert_eq!(
-        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) },
-        0
-    );
-    let status = child.wait().unwrap();
+    let status = server.terminate();
     reader.join().unwrap();
     assert!(status.success());
 }
@@ -246,25 +209,27 @@ fn a_configured_password_is_required_and_checked_with_scram() {
     )
     .unwrap();
     let port = free_port();
-    let mut child = Command::new(BIN)
-        .arg("--data-dir")
-        .arg(&data)
-        .args([
-            "run",
-            "--quiet",
-            "--serve",
-            "--password-from-env",
-            "--user",
-            "analyst",
-        ])
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .arg(&script)
-        .env("RSTREAMS_PASSWORD", "s3cret")
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let server = Server(Some(
+        Command::new(BIN)
+            .arg("--data-dir")
+            .arg(&data)
+            .args([
+                "run",
+                "--quiet",
+                "--serve",
+                "--password-from-env",
+                "--user",
+                "analyst",
+            ])
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .arg(&script)
+            .env("RSTREAMS_PASSWORD", "s3cret")
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    ));
     // The server is up once a connection is answered (by a refusal: no password given).
     let mut tries = 0;
     loop {
@@ -301,10 +266,5 @@ fn a_configured_password_is_required_and_checked_with_scram() {
     );
     let (ok, _, err) = psql_as(port, "mallory", Some("s3cret"), &["SELECT 1"]);
     assert!(!ok && err.contains("mallory"), "{err}");
-    // SAFETY: kill(2) on the child's pid, which is still ours to signal (not yet waited for).
-    assert_eq!(
-        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) },
-        0
-    );
-    assert!(child.wait().unwrap().success());
+    assert!(server.terminate().success());
 }

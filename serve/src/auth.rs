@@ -6,7 +6,6 @@ use std::fmt::Debug;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion_postgres::DfSessionService;
 use datafusion_postgres::pgwire::api::auth::noop::NoopStartupHandler;
 use datafusion_postgres::pgwire::api::auth::sasl::SASLAuthStartupHandler;
 use datafusion_postgres::pgwire::api::auth::sasl::scram::{ScramAuth, gen_salted_password};
@@ -105,7 +104,7 @@ impl StartupHandler for Startup {
 
 /// The handlers of every connection: queries by DataFusion, startup as configured.
 pub(crate) struct Handlers {
-    pub(crate) service: Arc<DfSessionService>,
+    pub(crate) service: Arc<crate::session::Service>,
     pub(crate) credentials: Option<Credentials>,
 }
 

@@ -9,12 +9,14 @@
 mod auth;
 mod provider;
 mod server;
+mod session;
 mod sink;
 mod view;
 
 pub use auth::Credentials;
 pub use provider::{ViewSchema, ViewTable};
-pub use server::{JobList, context, serve};
+pub use server::{Endpoint, JobList, ServeOptions, context, serve};
+pub use session::{Access, Done, Refused, Statements};
 pub use sink::{DEFAULT_RETENTION, ViewConnector, ViewSink};
 pub use view::{Snapshot, View, ViewCatalog};
 

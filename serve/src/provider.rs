@@ -43,7 +43,7 @@ impl TableProvider for ViewTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let snapshot = self.view.snapshot();
+        let snapshot = crate::session::pinned_snapshot(&self.view);
         let table = MemTable::try_new(self.view.schema(), vec![vec![snapshot.batch]])?;
         table.scan(state, projection, filters, limit).await
     }

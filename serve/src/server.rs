@@ -30,6 +30,7 @@ use streams_core::datafusion::sql::sqlparser::ast::Statement;
 
 use crate::auth::{Credentials, Handlers};
 use crate::provider::ViewSchema;
+use crate::session::{Access, Service};
 use crate::view::ViewCatalog;
 use crate::{Error, Result};
 
@@ -57,6 +58,12 @@ impl JobList {
         }
     }
 
+    /// Forgets job `name`.
+    pub fn remove(&self, name: &str) {
+        let mut jobs = self.jobs.write().unwrap_or_else(|p| p.into_inner());
+        jobs.retain(|(n, _, _)| n != name);
+    }
+
     fn batch(&self) -> std::result::Result<RecordBatch, streams_core::arrow::error::ArrowError> {
         let jobs = self.jobs.read().unwrap_or_else(|p| p.into_inner());
         let column = |i: usize| -> ArrayRef {
@@ -79,14 +86,28 @@ impl JobList {
     }
 }
 
-/// Serves `views` (and `jobs` for `SHOW JOBS`) on `listen` until the process ends; clients
-/// authenticate with `credentials` if given.
+/// Where and for whom the endpoint serves.
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    /// The address to listen on.
+    pub listen: SocketAddr,
+    /// What clients must authenticate with; without, everyone is let in.
+    pub credentials: Option<Credentials>,
+    /// Who may run DDL, and what runs it.
+    pub access: Access,
+}
+
+/// Serves `views` (and `jobs` for `SHOW JOBS`) until the process ends.
 pub async fn serve(
     views: Arc<ViewCatalog>,
     jobs: Arc<JobList>,
-    listen: SocketAddr,
-    credentials: Option<Credentials>,
+    options: ServeOptions,
 ) -> Result<()> {
+    let ServeOptions {
+        listen,
+        credentials,
+        access,
+    } = options;
     let ctx = Arc::new(context(Arc::clone(&views))?);
     let hooks: Vec<Arc<dyn QueryHook>> = vec![
         Arc::new(RstreamsHook { views, jobs }),
@@ -95,7 +116,10 @@ pub async fn serve(
         Arc::new(TransactionStatementHook),
     ];
     let handlers = Arc::new(Handlers {
-        service: Arc::new(DfSessionService::new_with_hooks(ctx, hooks)),
+        service: Arc::new(Service::new(
+            DfSessionService::new_with_hooks(ctx, hooks),
+            access,
+        )),
         credentials,
     });
     let options = ServerOptions::new()
@@ -104,6 +128,54 @@ pub async fn serve(
     datafusion_postgres::serve_with_handlers(handlers, &options)
         .await
         .map_err(|e| Error::Serve(format!("on {listen}: {e}")))
+}
+
+/// The endpoint on threads of its own: jobs keep the job runtime's workers busy, and a query
+/// waiting for one of them would wait for a job's batch to finish (hundreds of milliseconds
+/// under load). On its own runtime, the operating system shares the cores between both.
+#[derive(Debug)]
+pub struct Endpoint {
+    runtime: Option<tokio::runtime::Runtime>,
+    task: tokio::task::JoinHandle<Result<()>>,
+}
+
+impl Endpoint {
+    /// Starts [`serve`] on `threads` threads of its own.
+    pub fn start(
+        views: Arc<ViewCatalog>,
+        jobs: Arc<JobList>,
+        options: ServeOptions,
+        threads: usize,
+    ) -> Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads.max(1))
+            .thread_name("rstreams-pg")
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Serve(format!("cannot start its threads: {e}")))?;
+        let task = runtime.spawn(serve(views, jobs, options));
+        Ok(Endpoint {
+            runtime: Some(runtime),
+            task,
+        })
+    }
+
+    /// Waits until the endpoint stops (it serves until the process ends unless it fails).
+    pub async fn wait(&mut self) -> Result<()> {
+        match (&mut self.task).await {
+            Ok(r) => r,
+            Err(e) => Err(Error::Serve(format!("the endpoint failed: {e}"))),
+        }
+    }
+}
+
+impl Drop for Endpoint {
+    fn drop(&mut self) {
+        // Dropped from async code, where a runtime may not block to shut down.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 /// The session every connection queries: views in `public`, and `pg_catalog`.

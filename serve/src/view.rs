@@ -54,6 +54,12 @@ impl ViewCatalog {
         view
     }
 
+    /// Forgets the view `name` (its job was dropped); queries that hold it finish with it.
+    pub fn remove(&self, name: &str) -> Option<Arc<View>> {
+        let mut views = self.views.write().unwrap_or_else(|p| p.into_inner());
+        views.remove(name)
+    }
+
     /// The view called `name`.
     pub fn get(&self, name: &str) -> Option<Arc<View>> {
         let views = self.views.read().unwrap_or_else(|p| p.into_inner());

@@ -361,6 +361,17 @@ impl SqlEngine {
                     let removed = match object_type {
                         ObjectType::Table => self.catalog.tables.remove(&n).is_some(),
                         ObjectType::View => self.catalog.views.remove(&n).is_some(),
+                        ObjectType::MaterializedView => match self.catalog.tables.get(&n) {
+                            Some(t) if t.connector == materialized::VIEW_CONNECTOR => {
+                                self.catalog.tables.remove(&n).is_some()
+                            }
+                            Some(_) => {
+                                return Err(plan_err(format!(
+                                    "`{n}` is a table, not a materialized view: DROP TABLE it"
+                                )));
+                            }
+                            None => false,
+                        },
                         other => return Err(plan_err(format!("DROP {other} is not supported"))),
                     };
                     if !removed && !if_exists {

@@ -45,4 +45,4 @@ pub use checkpoints::CheckpointSettings;
 pub use dialect::FlinkDialect;
 pub use engine::{Outcome, SqlEngine};
 pub use error::{Error, Result};
-pub use parser::{CreateTable, StreamStatement, WatermarkDef, parse_script};
+pub use parser::{CreateTable, StreamStatement, WatermarkDef, parse_script, split_script};

@@ -16,7 +16,7 @@ use crate::catalog::TableDef;
 use crate::parser::CreateMaterializedView;
 
 /// The connector that keeps views.
-const VIEW_CONNECTOR: &str = "view";
+pub(super) const VIEW_CONNECTOR: &str = "view";
 
 impl SqlEngine {
     pub(super) fn create_materialized_view(

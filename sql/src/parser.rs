@@ -83,6 +83,37 @@ pub enum StreamStatement {
 
 /// Parses a script of `;`-separated statements.
 pub fn parse_script(sql: &str) -> Result<Vec<StreamStatement>> {
+    Ok(parse_with_spans(sql)?.into_iter().map(|(s, _)| s).collect())
+}
+
+/// The text of each statement of a script (without its `;`), after checking that they parse:
+/// for programs that run, keep or forget statements one at a time.
+pub fn split_script(sql: &str) -> Result<Vec<String>> {
+    Ok(parse_with_spans(sql)?
+        .into_iter()
+        .map(|(_, span)| sql[span].trim().to_string())
+        .collect())
+}
+
+/// The byte offset of a tokenizer location (1-based line, 1-based column in characters).
+fn offset(sql: &str, at: Location) -> usize {
+    if at.line == 0 {
+        return sql.len();
+    }
+    let line_start: usize = sql
+        .split_inclusive('\n')
+        .take(at.line as usize - 1)
+        .map(str::len)
+        .sum();
+    let column = at.column.saturating_sub(1) as usize;
+    line_start
+        + sql[line_start.min(sql.len())..]
+            .char_indices()
+            .nth(column)
+            .map_or(sql.len() - line_start.min(sql.len()), |(i, _)| i)
+}
+
+fn parse_with_spans(sql: &str) -> Result<Vec<(StreamStatement, std::ops::Range<usize>)>> {
     let dialect = FlinkDialect::default();
     let parse_error = |e| parse_error(e, sql);
     let mut parser = Parser::new(&dialect)
@@ -117,8 +148,16 @@ pub fn parse_script(sql: &str) -> Result<Vec<StreamStatement>> {
             let s = parser.parse_statement().map_err(parse_error)?;
             StreamStatement::Sql(Box::new(s), location)
         };
-        out.push(statement);
         let next = parser.peek_token();
+        let end = if next.token == Token::EOF {
+            sql.len()
+        } else {
+            offset(sql, next.span.start)
+        };
+        out.push((
+            statement,
+            offset(sql, location)..end.max(offset(sql, location)),
+        ));
         if next.token != Token::EOF && next.token != Token::SemiColon {
             return Err(Error::Parse {
                 line: next.span.start.line,

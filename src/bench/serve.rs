@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use streams_core::connector::ConnectorRegistry;
 use streams_core::runtime::JobHandle;
-use streams_serve::{JobList, ViewCatalog, ViewConnector};
+use streams_serve::{Access, Endpoint, JobList, ServeOptions, ViewCatalog, ViewConnector};
 use streams_sql::{Outcome, SqlEngine};
 
 /// What to run.
@@ -166,19 +166,30 @@ pub(crate) fn run(opts: &ServeBenchOptions) -> Result<ServeFigures, String> {
             .map_err(err)?
             .port();
         let listen = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-        let server = tokio::spawn(streams_serve::serve(
+        let server = Endpoint::start(
             Arc::clone(&views),
             JobList::new(),
-            listen,
-            None,
-        ));
+            ServeOptions {
+                listen,
+                credentials: None,
+                access: Access::default(),
+            },
+            2,
+        )
+        .map_err(err)?;
+        // The clients stand for other processes: threads of their own, not the job's.
+        let clients_runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .map_err(err)?;
         tokio::time::sleep(Duration::from_millis(500)).await;
         let latency = Arc::new(Mutex::new(Histogram::<u64>::new(3).map_err(err)?));
         let tally = Arc::new(Mutex::new(Tally::default()));
         let until = Instant::now() + Duration::from_secs(opts.seconds + 2);
         let clients: Vec<_> = (0..opts.clients)
             .map(|_| {
-                tokio::spawn(client(
+                clients_runtime.spawn(client(
                     port,
                     until,
                     Arc::clone(&latency),
@@ -191,7 +202,8 @@ pub(crate) fn run(opts: &ServeBenchOptions) -> Result<ServeFigures, String> {
             let _ = c.await;
         }
         job.stop().await.map_err(err)?;
-        server.abort();
+        drop(server);
+        clients_runtime.shutdown_background();
         let h = latency.lock().map_err(err)?;
         let t = tally.lock().map_err(err)?;
         let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;

@@ -10,6 +10,7 @@ mod output;
 mod produce;
 mod progress;
 mod run;
+mod serve;
 mod topic;
 
 use std::io::{IsTerminal, Write};
@@ -56,6 +57,9 @@ enum Command {
     /// Run a SQL script: each INSERT INTO becomes a job; Ctrl-C or SIGTERM stops with a
     /// savepoint that the next run resumes from
     Run(run::RunArgs),
+    /// Serve materialized views over the PostgreSQL wire protocol; users allowed DDL define
+    /// tables, views and jobs from their SQL client, kept across restarts
+    Serve(serve::ServeArgs),
     /// Run benchmarks and print medians (build with --release)
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -159,6 +163,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Consume(args) => consume::run(&open_store(&dir)?, args),
         Command::Group(cmd) => group::run(&open_store(&dir)?, cmd),
         Command::Run(args) => run::run(&dir, args),
+        Command::Serve(args) => serve::serve(&dir, args),
         Command::Bench(cmd) => bench::run(cmd),
     }
 }

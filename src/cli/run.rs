@@ -72,7 +72,7 @@ pub(crate) struct RunArgs {
 }
 
 /// The job's name: its sink table, or `query-<n>` for the script's `n`th plain `SELECT`.
-fn job_name(plan: &LogicalPlan, n: usize) -> String {
+pub(crate) fn job_name(plan: &LogicalPlan, n: usize) -> String {
     if let LogicalPlan::Extension(e) = plan
         && let Some(sink) = e.node.as_any().downcast_ref::<SinkNode>()
     {
@@ -87,22 +87,7 @@ pub(crate) fn run(data_dir: &Path, args: RunArgs) -> Result<()> {
     let mut registry = ConnectorRegistry::new();
     streams_connectors::register_builtin(&mut registry);
     streams_connectors::register_queue(&mut registry, data_dir);
-    let credentials = if args.password_from_env {
-        let password = std::env::var(PASSWORD_ENV)
-            .ok()
-            .filter(|p| !p.is_empty())
-            .ok_or_else(|| {
-                CliError::Usage(format!(
-                    "--password-from-env: the environment variable {PASSWORD_ENV} is not set"
-                ))
-            })?;
-        Some(Credentials {
-            user: args.user.clone(),
-            password,
-        })
-    } else {
-        None
-    };
+    let credentials = super::serve::credentials(args.password_from_env, args.user.clone())?;
     let serving = args.serve.then(|| Serving {
         views: ViewCatalog::new(),
         jobs: JobList::new(),
@@ -152,9 +137,8 @@ struct Serving {
     credentials: Option<Credentials>,
 }
 
-/// Where `--password-from-env` finds the password (not on the command line, where `ps` shows
-/// it).
-const PASSWORD_ENV: &str = "RSTREAMS_PASSWORD";
+/// Threads of the PostgreSQL endpoint, besides the jobs' (queries wait for neither).
+pub(crate) const ENDPOINT_THREADS: usize = 2;
 
 /// How a job's supervision ended.
 enum JobEnd {
@@ -174,7 +158,7 @@ async fn supervise(mut handle: JobHandle, mut stop: watch::Receiver<bool>) -> Jo
     }
 }
 
-fn note(text: String) {
+pub(crate) fn note(text: String) {
     console().print(&format!("{text}\n"), Stream::Stderr);
 }
 
@@ -317,12 +301,23 @@ async fn run_jobs(
                 s.listen.ip(),
                 s.listen.port()
             ));
-            Some(tokio::spawn(streams_serve::serve(
+            let started = streams_serve::Endpoint::start(
                 Arc::clone(&s.views),
                 Arc::clone(&s.jobs),
-                s.listen,
-                s.credentials.clone(),
-            )))
+                streams_serve::ServeOptions {
+                    listen: s.listen,
+                    credentials: s.credentials.clone(),
+                    access: Default::default(),
+                },
+                ENDPOINT_THREADS,
+            );
+            match started {
+                Ok(endpoint) => Some(endpoint),
+                Err(e) => {
+                    failure = Some(CliError::Usage(e.to_string()));
+                    None
+                }
+            }
         }
         _ => None,
     };
@@ -366,15 +361,14 @@ async fn run_jobs(
         tokio::select! {
             ended = async {
                 match server.as_mut() {
-                    Some(handle) => handle.await,
+                    Some(endpoint) => endpoint.wait().await,
                     None => std::future::pending().await,
                 }
             } => {
                 server = None;
                 let message = match ended {
-                    Ok(Ok(())) => "the PostgreSQL endpoint stopped".to_string(),
-                    Ok(Err(e)) => e.to_string(),
-                    Err(e) => format!("the PostgreSQL endpoint failed: {e}"),
+                    Ok(()) => "the PostgreSQL endpoint stopped".to_string(),
+                    Err(e) => e.to_string(),
                 };
                 if failure.is_none() {
                     failure = Some(CliError::Usage(message));
@@ -483,7 +477,7 @@ fn report(watched: &mut [Watched], tables: &[Arc<LiveTable>], quiet: bool, termi
 }
 
 /// Ctrl-C and SIGTERM, caught from creation on.
-struct Signals {
+pub(crate) struct Signals {
     #[cfg(unix)]
     term: tokio::signal::unix::Signal,
     #[cfg(unix)]
@@ -491,7 +485,7 @@ struct Signals {
 }
 
 impl Signals {
-    fn new() -> Result<Self> {
+    pub(crate) fn new() -> Result<Self> {
         #[cfg(unix)]
         {
             use tokio::signal::unix::{SignalKind, signal};
@@ -508,7 +502,7 @@ impl Signals {
     }
 
     /// The next signal.
-    async fn next(&mut self) {
+    pub(crate) async fn next(&mut self) {
         #[cfg(unix)]
         tokio::select! {
             _ = self.term.recv() => {}

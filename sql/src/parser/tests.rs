@@ -108,3 +108,24 @@ fn row_types_nest_in_either_bracket_style() {
         .to_string();
     assert!(err.contains("line 1"), "{err}");
 }
+
+#[test]
+fn scripts_split_into_their_statements_texts() {
+    let sql = "SET 'parallelism.default' = '2';\n-- the source\nCREATE TABLE t (\n  a INT, s STRING -- 'é;'\n) WITH ('connector' = 'x');;\n\
+               CREATE MATERIALIZED VIEW v AS SELECT a, COUNT(*) AS n FROM t GROUP BY a;\n  SELECT 'ü;' FROM t";
+    let parts = split_script(sql).unwrap();
+    assert_eq!(
+        parts,
+        vec![
+            "SET 'parallelism.default' = '2'",
+            "CREATE TABLE t (\n  a INT, s STRING -- 'é;'\n) WITH ('connector' = 'x')",
+            "CREATE MATERIALIZED VIEW v AS SELECT a, COUNT(*) AS n FROM t GROUP BY a",
+            "SELECT 'ü;' FROM t",
+        ]
+    );
+    // Each part parses alone to the same statement.
+    for p in &parts {
+        assert_eq!(parse_script(p).unwrap().len(), 1, "{p}");
+    }
+    assert!(split_script("SELECT FROM WHERE").is_err());
+}
