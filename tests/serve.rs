@@ -188,6 +188,7 @@ fn psql_queries_the_views_of_a_job() {
             .write_all(&[0, 0, 0, 3, 0xff, 0xff, 0xff, 0xff, 1, 2, 3])
             .unwrap();
     }
+    malformed_after_startup(port);
     let (ok, out, err) = psql(port, &["SELECT COUNT(*) FROM per_key"]);
     assert!(ok && out.trim() == "7", "{out}{err}");
 
@@ -267,4 +268,48 @@ fn a_configured_password_is_required_and_checked_with_scram() {
     let (ok, _, err) = psql_as(port, "mallory", Some("s3cret"), &["SELECT 1"]);
     assert!(!ok && err.contains("mallory"), "{err}");
     assert!(server.terminate().success());
+}
+
+/// A client that starts up properly, then sends a message whose length field lies and one of
+/// an unknown type: the server answers with an error or closes that connection, and nothing
+/// else.
+fn malformed_after_startup(port: u16) {
+    use std::io::Read;
+    for bad in [
+        // 'Q' claiming 2 GB of query text.
+        &[b'Q', 0x7f, 0xff, 0xff, 0xf0, b'S', b'E', b'L'][..],
+        // A type byte no message has, then a short length.
+        &[b'~', 0, 0, 0, 2, 9, 9][..],
+        // A Parse message whose strings run off its end.
+        &[b'P', 0, 0, 0, 6, b'x', b'y'][..],
+    ] {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut startup = Vec::new();
+        let body = b"user\0analyst\0database\0rstreams\0\0";
+        startup.extend_from_slice(&((8 + body.len()) as u32).to_be_bytes());
+        startup.extend_from_slice(&196_608u32.to_be_bytes());
+        startup.extend_from_slice(body);
+        s.write_all(&startup).unwrap();
+        // Up to ReadyForQuery ('Z').
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !seen.contains(&b'Z') {
+            let n = s.read(&mut buf).unwrap();
+            assert!(n > 0, "closed during startup");
+            seen.extend_from_slice(&buf[..n]);
+        }
+        s.write_all(bad).unwrap();
+        // An ErrorResponse ('E') or the connection closed; either way a bounded wait.
+        let mut answer = Vec::new();
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+            }
+            if answer.contains(&b'E') {
+                break;
+            }
+        }
+    }
 }
