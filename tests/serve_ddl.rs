@@ -86,7 +86,15 @@ fn per_key_when_complete(port: u16, events: u64) -> (bool, String, String) {
                 ],
             )
         },
-        |a| a.0 && a.1.lines().last() == Some(total.as_str()),
+        // Two statements, maybe at two epochs: both must show every event.
+        |a| {
+            let lines: Vec<&str> = a.1.lines().collect();
+            let counted: u64 = lines
+                .iter()
+                .filter_map(|l| l.split('|').nth(1)?.parse::<u64>().ok())
+                .sum();
+            a.0 && lines.last() == Some(&total.as_str()) && counted == events
+        },
     )
 }
 
@@ -248,5 +256,62 @@ fn an_unbounded_view_resumes_from_its_savepoint_after_a_restart() {
     let (server, _rx) = start(&data, port);
     let (ok, _, err) = per_key_when_complete(port, EVENTS + 700);
     assert!(ok, "resumed with its counts: {err}");
+    assert!(server.terminate().success());
+}
+
+#[test]
+fn the_views_of_a_statement_set_are_read_at_one_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let port = free_port();
+    let (server, _rx) = start(&data, port);
+    // One job, one source feeding both views: at every checkpoint they have counted the same
+    // events, and a query reads both at one checkpoint.
+    let (ok, out, err) = admin(
+        port,
+        &[
+            "CREATE TABLE nexmark (event_type INT) WITH ('connector' = 'nexmark')",
+            "EXECUTE STATEMENT SET BEGIN
+               CREATE MATERIALIZED VIEW by_kind AS
+                 SELECT event_type, COUNT(*) AS n FROM nexmark GROUP BY event_type;
+               CREATE MATERIALIZED VIEW kinds_seen AS
+                 SELECT event_type, COUNT(*) AS n, MAX(event_type) AS top FROM nexmark
+                 WHERE event_type >= 0 GROUP BY event_type;
+             END",
+        ],
+    );
+    assert!(ok, "{out}{err}");
+    assert!(err.contains("job `by_kind+kinds_seen` started"), "{err}");
+    let mut counted = 0;
+    for _ in 0..30 {
+        let (ok, out, err) = analyst(
+            port,
+            &["SELECT COALESCE((SELECT SUM(n) FROM by_kind), 0), \
+               COALESCE((SELECT SUM(n) FROM kinds_seen), 0)"],
+        );
+        assert!(ok, "{err}");
+        let (a, b) = out.trim().split_once('|').unwrap();
+        assert_eq!(a, b, "two views of one job at one checkpoint");
+        counted = counted.max(a.parse::<u64>().unwrap());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(counted > 0, "the job published nothing");
+    let (ok, out, err) = analyst(port, &["SHOW JOBS"]);
+    assert!(
+        ok && out.contains("by_kind+kinds_seen|insert|running"),
+        "{out}{err}"
+    );
+    // Dropping one view stops the job, which keeps both.
+    let (ok, out, err) = admin(port, &["DROP MATERIALIZED VIEW by_kind"]);
+    assert!(ok, "{out}{err}");
+    let (ok, _, err) = analyst(port, &["SELECT * FROM kinds_seen"]);
+    assert!(!ok && err.contains("kinds_seen"), "{err}");
+    let (ok, out, err) = admin(
+        port,
+        &[
+            "CREATE MATERIALIZED VIEW kinds_seen AS SELECT event_type, COUNT(*) AS n FROM nexmark GROUP BY event_type",
+        ],
+    );
+    assert!(ok, "the name is free again: {out}{err}");
     assert!(server.terminate().success());
 }

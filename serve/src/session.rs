@@ -78,9 +78,8 @@ impl Access {
     }
 }
 
-/// The first word of `sql`, upper-cased, after blanks and comments; and whether a quoted
-/// string follows it (Flink's `SET 'key' = 'value'`).
-fn first_word(sql: &str) -> (String, bool) {
+/// The first word of `sql`, upper-cased, after blanks and comments; and what follows it.
+fn first_word(sql: &str) -> (String, &str) {
     let mut rest = sql;
     loop {
         rest = rest.trim_start();
@@ -96,8 +95,7 @@ fn first_word(sql: &str) -> (String, bool) {
         .find(|c: char| !c.is_ascii_alphabetic())
         .unwrap_or(rest.len());
     let word = rest[..end].to_ascii_uppercase();
-    let quoted = rest[end..].trim_start().starts_with('\'');
-    (word, quoted)
+    (word, rest[end..].trim_start())
 }
 
 /// The statement's first word when it would change something, else `None`.
@@ -106,9 +104,12 @@ fn change(sql: &str) -> Option<String> {
         "CREATE", "DROP", "INSERT", "ALTER", "UPDATE", "DELETE", "TRUNCATE", "MERGE", "GRANT",
         "REVOKE",
     ];
-    let (word, quoted) = first_word(sql);
+    let (word, rest) = first_word(sql);
     // PostgreSQL's `SET name TO value` is a session setting; Flink's quoted SET is a job option.
-    (CHANGES.contains(&word.as_str()) || (word == "SET" && quoted)).then_some(word)
+    let flink_set = word == "SET" && rest.starts_with('\'');
+    // PostgreSQL's `EXECUTE name` runs a prepared query; Flink's statement set starts jobs.
+    let statement_set = word == "EXECUTE" && first_word(rest).0 == "STATEMENT";
+    (CHANGES.contains(&word.as_str()) || flink_set || statement_set).then_some(word)
 }
 
 fn user_of(client: &impl ClientInfo) -> String {
@@ -184,15 +185,27 @@ pub(crate) async fn pinned<F: std::future::Future>(query: F) -> F::Output {
 }
 
 /// `view`'s rows for the query running on this task: the snapshot it took when it first read
-/// the view, or (outside a query) the newest.
-pub(crate) fn pinned_snapshot(view: &View) -> Snapshot {
+/// the view, or (outside a query) the newest. The first read of a view also pins the other
+/// views of its job, all at the newest epoch they all have.
+pub(crate) fn pinned_snapshot(view: &Arc<View>) -> Snapshot {
     PINNED
         .try_with(|pin| {
-            let mut views = pin.views.lock().unwrap_or_else(|p| p.into_inner());
-            views
-                .entry(view.name().to_string())
-                .or_insert_with(|| view.snapshot())
-                .clone()
+            let mut pinned = pin.views.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(s) = pinned.get(view.name()) {
+                return s.clone();
+            }
+            let job = view.job_views();
+            let common = job.iter().map(|v| v.epoch()).min().unwrap_or(0);
+            for v in &job {
+                // A view that no longer keeps rows that old (it cannot lag by more than a few
+                // checkpoints behind another of its job): its newest.
+                let s = v.snapshot_at(common).unwrap_or_else(|| v.snapshot());
+                pinned.entry(v.name().to_string()).or_insert(s);
+            }
+            pinned
+                .get(view.name())
+                .cloned()
+                .unwrap_or_else(|| view.snapshot())
         })
         .unwrap_or_else(|_| view.snapshot())
 }
@@ -373,6 +386,39 @@ mod tests {
         assert_eq!(total(&ctx).await, 2);
     }
 
+    #[tokio::test]
+    async fn views_of_one_job_are_read_at_the_epoch_they_all_have() {
+        let views = ViewCatalog::new();
+        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
+        let rows = |n: i64| {
+            RecordBatch::try_new(
+                Arc::clone(&schema),
+                vec![Arc::new(Int64Array::from(vec![n]))],
+            )
+            .unwrap()
+        };
+        let a = views.register("a", Arc::clone(&schema), None);
+        let b = views.register("b", Arc::clone(&schema), None);
+        views.same_job(&["a".to_string(), "b".to_string()]);
+        for epoch in 1..=3 {
+            a.publish(0, 1, epoch, rows(epoch as i64));
+            b.publish(0, 1, epoch, rows(epoch as i64));
+        }
+        // Checkpoint 4 has reached `a` but not yet `b`.
+        a.publish(0, 1, 4, rows(4));
+        let ctx = crate::context(Arc::clone(&views)).unwrap();
+        let query =
+            "SELECT CAST((SELECT SUM(n) FROM a) AS BIGINT), CAST((SELECT SUM(n) FROM b) AS BIGINT)";
+        let both = || async {
+            let batches = ctx.sql(query).await.unwrap().collect().await.unwrap();
+            let value = |i: usize| batches[0].column(i).as_primitive::<Int64Type>().value(0);
+            (value(0), value(1))
+        };
+        assert_eq!(pinned(both()).await, (3, 3));
+        b.publish(0, 1, 4, rows(4));
+        assert_eq!(pinned(both()).await, (4, 4));
+    }
+
     #[test]
     fn changes_are_told_by_their_first_word() {
         assert_eq!(
@@ -392,5 +438,10 @@ mod tests {
         assert_eq!(change("(SELECT 1)"), None);
         assert_eq!(change("-- only a comment"), None);
         assert_eq!(change("SHOW JOBS"), None);
+        assert_eq!(
+            change("execute statement set begin insert into t select 1; end").as_deref(),
+            Some("EXECUTE")
+        );
+        assert_eq!(change("EXECUTE my_prepared (1)"), None);
     }
 }

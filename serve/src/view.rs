@@ -7,7 +7,7 @@
 //! so an answer never mixes epochs or shows half of a checkpoint's updates.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 use std::time::Duration;
 
 use streams_core::arrow::compute::concat_batches;
@@ -49,6 +49,7 @@ impl ViewCatalog {
             schema,
             retention,
             parts: Mutex::new(Vec::new()),
+            siblings: Mutex::new(Vec::new()),
         });
         views.insert(name.to_string(), Arc::clone(&view));
         view
@@ -58,6 +59,18 @@ impl ViewCatalog {
     pub fn remove(&self, name: &str) -> Option<Arc<View>> {
         let mut views = self.views.write().unwrap_or_else(|p| p.into_inner());
         views.remove(name)
+    }
+
+    /// Views `names` are kept by one job (a statement set): queries read them at one epoch.
+    pub fn same_job(&self, names: &[String]) {
+        let views: Vec<Arc<View>> = names.iter().filter_map(|n| self.get(n)).collect();
+        for v in &views {
+            *lock(&v.siblings) = views
+                .iter()
+                .filter(|o| !Arc::ptr_eq(o, v))
+                .map(Arc::downgrade)
+                .collect();
+        }
     }
 
     /// The view called `name`.
@@ -87,6 +100,8 @@ pub struct View {
     retention: Option<Duration>,
     /// One per sink subtask.
     parts: Mutex<Vec<Part>>,
+    /// The other views its job keeps (a statement set's).
+    siblings: Mutex<Vec<Weak<View>>>,
 }
 
 /// A view's rows at one epoch.
@@ -139,33 +154,60 @@ impl View {
     /// The rows at the newest epoch every subtask has published (empty at epoch 0 before
     /// any has).
     pub fn snapshot(&self) -> Snapshot {
-        let parts = lock(&self.parts);
-        let empty = || Snapshot {
+        self.snapshot_at(u64::MAX).unwrap_or_else(|| self.empty())
+    }
+
+    fn empty(&self) -> Snapshot {
+        Snapshot {
             epoch: 0,
             batch: RecordBatch::new_empty(Arc::clone(&self.schema)),
-        };
+        }
+    }
+
+    /// The newest epoch every subtask has published (0: none yet).
+    pub fn epoch(&self) -> u64 {
+        let parts = lock(&self.parts);
+        parts
+            .iter()
+            .map(|p| p.epochs.back().map_or(0, |(e, _)| *e))
+            .min()
+            .unwrap_or(0)
+    }
+
+    /// The rows at the newest epoch every subtask has published, but not past `limit`;
+    /// `None` if a subtask no longer keeps rows that old.
+    pub fn snapshot_at(&self, limit: u64) -> Option<Snapshot> {
+        let parts = lock(&self.parts);
         let Some(epoch) = parts
             .iter()
             .map(|p| p.epochs.back().map_or(0, |(e, _)| *e))
             .min()
+            .map(|e| e.min(limit))
             .filter(|e| *e > 0)
         else {
-            return empty();
+            return Some(self.empty());
         };
         let mut batches = Vec::with_capacity(parts.len());
         for p in parts.iter() {
             // The newest of its epochs not past the common one.
-            match p.epochs.iter().rev().find(|(e, _)| *e <= epoch) {
-                Some((_, b)) => batches.push(b.clone()),
-                None => return empty(),
-            }
+            let (_, b) = p.epochs.iter().rev().find(|(e, _)| *e <= epoch)?;
+            batches.push(b.clone());
         }
         match concat_batches(&self.schema, &batches) {
-            Ok(batch) => Snapshot { epoch, batch },
+            Ok(batch) => Some(Snapshot { epoch, batch }),
             Err(e) => {
                 tracing::error!(view = %self.name, "cannot assemble a snapshot: {e}");
-                empty()
+                Some(self.empty())
             }
         }
+    }
+
+    /// The views kept by the same job as this one (itself included), which publish at the
+    /// same checkpoints.
+    pub fn job_views(self: &Arc<Self>) -> Vec<Arc<View>> {
+        let siblings = lock(&self.siblings);
+        let mut views = vec![Arc::clone(self)];
+        views.extend(siblings.iter().filter_map(Weak::upgrade));
+        views
     }
 }

@@ -93,7 +93,13 @@ impl SqlEngine {
     /// `execution.savepoint.path`, which applies to this one job. Checkpoints without a
     /// directory are refused: they would not survive the process.
     pub fn launch(&mut self, plan: &LogicalPlan, job: &str) -> Result<JobHandle> {
-        let graph = self.compile(std::slice::from_ref(plan))?;
+        self.launch_set(std::slice::from_ref(plan), job)
+    }
+
+    /// [`SqlEngine::launch`] for several plans (a statement set's) run as one job: one
+    /// topology, one checkpoint for all its sinks.
+    pub fn launch_set(&mut self, plans: &[LogicalPlan], job: &str) -> Result<JobHandle> {
+        let graph = self.compile(plans)?;
         let mut runtime = self.config().runtime.clone();
         let s = self.checkpoints.clone();
         match (&s.dir, s.interval) {

@@ -40,6 +40,9 @@ pub enum Outcome {
     Set(String, String),
     /// `INSERT INTO`: a job plan ending in the sink; [`SqlEngine::compile`] makes it runnable.
     Insert(LogicalPlan),
+    /// `EXECUTE STATEMENT SET`: job plans, each ending in its sink, to run as one job
+    /// ([`SqlEngine::launch_set`]).
+    StatementSet(Vec<LogicalPlan>),
     /// A plain `SELECT`: the plan whose rows go back to the caller.
     Query(LogicalPlan),
     /// `EXPLAIN`: the logical plan and the topology.
@@ -57,6 +60,11 @@ pub struct SqlEngine {
     config: JobConfig,
     idle_timeout: Option<Duration>,
     pub(crate) checkpoints: crate::checkpoints::CheckpointSettings,
+    /// Sources of the statement being planned, by table (see `Rewriter::sources`); emptied
+    /// before each statement, so a later job gets sources made for it (a file source lists
+    /// its files when made).
+    sources:
+        std::sync::Mutex<std::collections::HashMap<String, Arc<dyn streams_core::SourceFactory>>>,
 }
 
 fn plan_err(m: impl Into<String>) -> Error {
@@ -98,6 +106,7 @@ impl SqlEngine {
             config: JobConfig::default(),
             idle_timeout: None,
             checkpoints: Default::default(),
+            sources: Default::default(),
         }
     }
 
@@ -117,6 +126,10 @@ impl SqlEngine {
     /// (`Pipeline::stream`): a table's source with its computed columns and watermark, or a
     /// view's plan, with columns qualified by `name`.
     pub fn table(&self, name: &str) -> Result<LogicalPlan> {
+        self.sources
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
         let quoted = format!("SELECT * FROM \"{}\"", name.replace('"', "\"\""));
         let mut statements = parse_script(&quoted)?;
         match statements.pop() {
@@ -159,6 +172,10 @@ impl SqlEngine {
     pub fn execute(&mut self, sql: &str) -> Result<Vec<Outcome>> {
         let mut out = Vec::new();
         for statement in parse_script(sql)? {
+            self.sources
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clear();
             let (line, result) = match statement {
                 StreamStatement::CreateTable(t) => (t.location.line, self.create_table(*t)),
                 StreamStatement::CreateMaterializedView(v) => {
@@ -170,6 +187,10 @@ impl SqlEngine {
                     location,
                 } => (location.line, self.set(key, value)),
                 StreamStatement::Sql(s, location) => (location.line, self.statement(*s)),
+                StreamStatement::StatementSet {
+                    statements,
+                    location,
+                } => (location.line, self.statement_set(statements)),
             };
             out.push(result.map_err(|e| match e {
                 Error::Plan(m) => plan_err(format!("statement at line {line}: {m}")),
@@ -177,6 +198,30 @@ impl SqlEngine {
             })?);
         }
         Ok(out)
+    }
+
+    /// The plans of a statement set's `INSERT`s and views, to run as one job.
+    fn statement_set(&mut self, statements: Vec<StreamStatement>) -> Result<Outcome> {
+        let mut plans = Vec::with_capacity(statements.len());
+        for statement in statements {
+            let outcome = match statement {
+                StreamStatement::CreateMaterializedView(v) => self.create_materialized_view(*v),
+                StreamStatement::Sql(s, _) => self.statement(*s),
+                _ => Err(plan_err(
+                    "a STATEMENT SET holds INSERT INTO and CREATE MATERIALIZED VIEW statements only",
+                )),
+            }?;
+            match outcome {
+                Outcome::Insert(plan) => plans.push(plan),
+                // `CREATE MATERIALIZED VIEW IF NOT EXISTS` of a view that exists.
+                Outcome::Created(_) => {}
+                other => return Err(plan_err(format!("a STATEMENT SET cannot run {other:?}"))),
+            }
+        }
+        if plans.is_empty() {
+            return Err(plan_err("the STATEMENT SET has nothing to run"));
+        }
+        Ok(Outcome::StatementSet(plans))
     }
 
     /// Compiles `INSERT` plans into one job with the session's options.
@@ -422,6 +467,7 @@ impl SqlEngine {
             windows: &windows,
             idle_timeout: self.idle_timeout,
             provider: &provider,
+            sources: &self.sources,
         }
         .streaming(plan)
     }

@@ -77,6 +77,14 @@ pub enum StreamStatement {
         /// Where the statement starts.
         location: Location,
     },
+    /// `EXECUTE STATEMENT SET BEGIN ... END`: its `INSERT INTO` and `CREATE MATERIALIZED VIEW`
+    /// statements run as one job, whose sinks commit at the same checkpoints.
+    StatementSet {
+        /// The statements, in order.
+        statements: Vec<StreamStatement>,
+        /// Where the set starts.
+        location: Location,
+    },
     /// Anything else, as sqlparser parsed it, with where it starts.
     Sql(Box<Statement>, Location),
 }
@@ -126,27 +134,10 @@ fn parse_with_spans(sql: &str) -> Result<Vec<(StreamStatement, std::ops::Range<u
             break;
         }
         let location = parser.peek_token().span.start;
-        let statement = if is_quoted_set(&parser) {
-            parser.next_token();
-            let key = parser.parse_literal_string().map_err(parse_error)?;
-            parser.expect_token(&Token::Eq).map_err(parse_error)?;
-            let value = parser.parse_literal_string().map_err(parse_error)?;
-            StreamStatement::Set {
-                key,
-                value,
-                location,
-            }
-        } else if is_create_materialized_view(&parser) {
-            StreamStatement::CreateMaterializedView(Box::new(
-                create_materialized_view(&mut parser, location).map_err(parse_error)?,
-            ))
-        } else if is_create_table(&parser) {
-            StreamStatement::CreateTable(Box::new(
-                create_table(&mut parser, location).map_err(parse_error)?,
-            ))
+        let statement = if is_statement_set(&parser) {
+            statement_set(&mut parser, location).map_err(parse_error)?
         } else {
-            let s = parser.parse_statement().map_err(parse_error)?;
-            StreamStatement::Sql(Box::new(s), location)
+            one_statement(&mut parser, location).map_err(parse_error)?
         };
         let next = parser.peek_token();
         let end = if next.token == Token::EOF {
@@ -206,6 +197,85 @@ fn parse_error(e: ParserError, sql: &str) -> Error {
         column,
         message: message.trim_start_matches("sql parser error: ").to_string(),
     }
+}
+
+/// One statement that is not a statement set.
+fn one_statement(p: &mut Parser, location: Location) -> Result<StreamStatement, ParserError> {
+    Ok(if is_quoted_set(p) {
+        p.next_token();
+        let key = p.parse_literal_string()?;
+        p.expect_token(&Token::Eq)?;
+        let value = p.parse_literal_string()?;
+        StreamStatement::Set {
+            key,
+            value,
+            location,
+        }
+    } else if is_create_materialized_view(p) {
+        StreamStatement::CreateMaterializedView(Box::new(create_materialized_view(p, location)?))
+    } else if is_create_table(p) {
+        StreamStatement::CreateTable(Box::new(create_table(p, location)?))
+    } else {
+        StreamStatement::Sql(Box::new(p.parse_statement()?), location)
+    })
+}
+
+/// `EXECUTE STATEMENT SET BEGIN ... END` (Flink's word order).
+fn is_statement_set(p: &Parser) -> bool {
+    let word = |n: usize| match &p.peek_nth_token(n).token {
+        Token::Word(w) => Some(w.value.to_ascii_uppercase()),
+        _ => None,
+    };
+    word(0).as_deref() == Some("EXECUTE")
+        && word(1).as_deref() == Some("STATEMENT")
+        && word(2).as_deref() == Some("SET")
+}
+
+/// `EXECUTE STATEMENT SET BEGIN stmt; stmt; ... END`: the statements (`INSERT INTO` and
+/// `CREATE MATERIALIZED VIEW`) become one job.
+fn statement_set(p: &mut Parser, location: Location) -> Result<StreamStatement, ParserError> {
+    for _ in 0..3 {
+        p.next_token();
+    }
+    p.expect_keyword(Keyword::BEGIN)?;
+    let mut statements = Vec::new();
+    loop {
+        while p.consume_token(&Token::SemiColon) {}
+        if p.parse_keyword(Keyword::END) {
+            break;
+        }
+        let at = p.peek_token();
+        if at.token == Token::EOF {
+            return p.expected("END to close the STATEMENT SET", at);
+        }
+        let statement = one_statement(p, at.span.start)?;
+        let allowed = matches!(statement, StreamStatement::CreateMaterializedView(_))
+            || matches!(&statement, StreamStatement::Sql(s, _) if matches!(**s, Statement::Insert(_)));
+        if !allowed {
+            return Err(ParserError::ParserError(format!(
+                "a STATEMENT SET holds INSERT INTO and CREATE MATERIALIZED VIEW statements only \
+                 at Line: {}, Column: {}",
+                at.span.start.line, at.span.start.column
+            )));
+        }
+        statements.push(statement);
+        let next = p.peek_token();
+        if next.token != Token::SemiColon
+            && !matches!(&next.token, Token::Word(w) if w.keyword == Keyword::END)
+        {
+            return p.expected("';' or END", next);
+        }
+    }
+    if statements.is_empty() {
+        return Err(ParserError::ParserError(format!(
+            "the STATEMENT SET is empty at Line: {}, Column: {}",
+            location.line, location.column
+        )));
+    }
+    Ok(StreamStatement::StatementSet {
+        statements,
+        location,
+    })
 }
 
 fn is_quoted_set(p: &Parser) -> bool {

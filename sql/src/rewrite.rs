@@ -65,6 +65,11 @@ pub(crate) struct Rewriter<'a> {
     pub(crate) windows: &'a [WindowTvf],
     pub(crate) idle_timeout: Option<Duration>,
     pub(crate) provider: &'a Provider<'a>,
+    /// The sources made so far for the statement being planned, by table: a table read
+    /// twice in one statement (or statement set) gets one source, which the job reads once.
+    pub(crate) sources: &'a std::sync::Mutex<
+        std::collections::HashMap<String, Arc<dyn streams_core::SourceFactory>>,
+    >,
 }
 
 /// Column `e` of `schema` under `qualifier.name`, aliased only if that is another name.
@@ -191,7 +196,17 @@ impl Rewriter<'_> {
         let connector = self
             .registry
             .resolve(&table.name, &table.connector, &table.options)?;
-        let source = connector.source(&table.name, Arc::clone(&table.physical), &table.options)?;
+        let mut sources = self.sources.lock().unwrap_or_else(|p| p.into_inner());
+        let source = match sources.get(&table.name) {
+            Some(s) => Arc::clone(s),
+            None => {
+                let s =
+                    connector.source(&table.name, Arc::clone(&table.physical), &table.options)?;
+                sources.insert(table.name.clone(), Arc::clone(&s));
+                s
+            }
+        };
+        drop(sources);
         let mut b = StreamPlanBuilder::scan(qualifier, source)?;
         // Computed columns first, so the watermark can be declared on one of them.
         if !table.computed.is_empty() {

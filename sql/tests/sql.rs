@@ -291,9 +291,10 @@ async fn run_in(
         .unwrap_or_else(|err| panic!("{err}"));
     let plans: Vec<_> = outcomes
         .into_iter()
-        .filter_map(|o| match o {
-            Outcome::Insert(p) => Some(p),
-            _ => None,
+        .flat_map(|o| match o {
+            Outcome::Insert(p) => vec![p],
+            Outcome::StatementSet(plans) => plans,
+            _ => Vec::new(),
         })
         .collect();
     let graph = e.compile(&plans).unwrap();
@@ -551,4 +552,72 @@ async fn rust_udfs_and_udafs_work_in_windows() {
         .await
         .unwrap();
     assert_eq!(sorted(&[got]), sorted(&expected));
+}
+
+#[tokio::test]
+async fn a_statement_set_is_one_job_that_reads_its_table_once() {
+    let (mut e, connector) = engine();
+    let set = "CREATE TABLE per_auction (auction BIGINT, n BIGINT) WITH ('connector' = 'test');
+         SET 'parallelism.default' = '2';
+         EXECUTE STATEMENT SET BEGIN
+           INSERT INTO out
+           SELECT window_start, window_end, auction, COUNT(*), SUM(price)
+           FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(date_time), INTERVAL '10' SECOND))
+           GROUP BY window_start, window_end, auction;
+           INSERT INTO per_auction
+           SELECT auction, COUNT(*)
+           FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(date_time), INTERVAL '1' HOUR))
+           GROUP BY window_start, window_end, auction;
+         END;";
+    let outcomes = e.execute(&format!("{DDL}{set}")).unwrap();
+    let Some(Outcome::StatementSet(plans)) = outcomes.last() else {
+        panic!("{outcomes:?}");
+    };
+    let topology = e.compile(plans).unwrap().topology().render();
+    assert_eq!(topology.matches("source: bid").count(), 1, "{topology}");
+    assert_eq!(topology.matches("sink: ").count(), 2, "{topology}");
+
+    let (mut e, connector2) = engine();
+    drop(connector);
+    let windows = run_in(&mut e, &connector2, set, "out").await;
+    let expected = reference(
+        "SELECT date_bin(INTERVAL '10 seconds', date_time) AS window_start, \
+         date_bin(INTERVAL '10 seconds', date_time) + INTERVAL '10 seconds' AS window_end, \
+         auction, COUNT(*) AS bids, SUM(price) AS total FROM bid GROUP BY 1, 2, 3",
+    )
+    .await;
+    assert_eq!(sorted(&[windows]), expected);
+    let per_auction = connector2
+        .sinks
+        .lock()
+        .unwrap()
+        .get("per_auction")
+        .cloned()
+        .unwrap();
+    let batches = per_auction.batches();
+    let got = concat_batches(&batches[0].schema(), &batches).unwrap();
+    let expected = reference(
+        "SELECT auction, COUNT(*) FROM bid \
+         GROUP BY date_bin(INTERVAL '1 hour', date_time), auction",
+    )
+    .await;
+    assert_eq!(sorted(&[got]), expected);
+}
+
+#[test]
+fn statement_sets_hold_inserts_only_and_are_closed() {
+    let (mut e, _) = engine();
+    e.execute(DDL).unwrap();
+    let err = e_clone_err(
+        &mut e,
+        "EXECUTE STATEMENT SET BEGIN SELECT * FROM bid; END;",
+    );
+    assert!(err.contains("STATEMENT SET holds INSERT INTO"), "{err}");
+    let err = e_clone_err(
+        &mut e,
+        "EXECUTE STATEMENT SET BEGIN INSERT INTO out SELECT * FROM out;",
+    );
+    assert!(err.contains("END"), "{err}");
+    let err = e_clone_err(&mut e, "EXECUTE STATEMENT SET BEGIN END;");
+    assert!(err.contains("empty"), "{err}");
 }

@@ -71,14 +71,30 @@ pub(crate) struct RunArgs {
     quiet: bool,
 }
 
-/// The job's name: its sink table, or `query-<n>` for the script's `n`th plain `SELECT`.
-pub(crate) fn job_name(plan: &LogicalPlan, n: usize) -> String {
-    if let LogicalPlan::Extension(e) = plan
-        && let Some(sink) = e.node.as_any().downcast_ref::<SinkNode>()
-    {
-        return sink.name.clone();
+/// The sink tables of job plans.
+pub(crate) fn sink_names(plans: &[LogicalPlan]) -> Vec<String> {
+    plans
+        .iter()
+        .filter_map(|plan| match plan {
+            LogicalPlan::Extension(e) => e
+                .node
+                .as_any()
+                .downcast_ref::<SinkNode>()
+                .map(|s| s.name.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The job's name: its sink tables (`a+b` for a statement set's), or `query-<n>` for the
+/// script's `n`th plain `SELECT`.
+pub(crate) fn job_name(plans: &[LogicalPlan], n: usize) -> String {
+    let names = sink_names(plans);
+    if names.is_empty() {
+        format!("query-{n}")
+    } else {
+        names.join("+")
     }
-    format!("query-{n}")
 }
 
 pub(crate) fn run(data_dir: &Path, args: RunArgs) -> Result<()> {
@@ -217,14 +233,15 @@ fn launch_all(
     outcomes: Vec<Outcome>,
     quiet: bool,
     jobs: &mut Jobs,
-    listed: Option<&JobList>,
+    serving: Option<&Serving>,
 ) -> Result<()> {
     // A live table needs stdout on a terminal; otherwise SELECT rows are printed as they come.
     let live = console().terminal() == Some(Stream::Stdout);
     let mut queries = 0;
     for outcome in outcomes {
-        let (plan, query) = match outcome {
-            Outcome::Insert(plan) => (plan, false),
+        let (plans, query) = match outcome {
+            Outcome::Insert(plan) => (vec![plan], false),
+            Outcome::StatementSet(plans) => (plans, false),
             Outcome::Query(plan) => {
                 queries += 1;
                 let sink: Arc<dyn streams_core::SinkFactory> = if live {
@@ -237,7 +254,7 @@ fn launch_all(
                 let plan = StreamPlanBuilder::from_plan(plan)
                     .sink(&format!("query-{queries}"), sink)
                     .map_err(streams_sql::Error::from)?;
-                (plan, true)
+                (vec![plan], true)
             }
             Outcome::Explain(text) => {
                 console().print(&format!("{text}\n"), Stream::Stdout);
@@ -252,16 +269,16 @@ fn launch_all(
             }
             Outcome::Created(_) | Outcome::Dropped(_) | Outcome::Set(_, _) => continue,
         };
-        let name = jobs.unique(job_name(&plan, queries));
+        let name = jobs.unique(job_name(&plans, queries));
         let handle = if query {
             // A result shown on the console is not resumed: each run shows it afresh.
             let settings = engine.checkpoint_settings().clone();
             engine.set_checkpoint_settings(Default::default());
-            let launched = engine.launch(&plan, &name);
+            let launched = engine.launch_set(&plans, &name);
             engine.set_checkpoint_settings(settings);
             launched
         } else {
-            engine.launch(&plan, &name)
+            engine.launch_set(&plans, &name)
         };
         let handle = handle.map_err(|e| match e {
             streams_sql::Error::Core(streams_core::Error::IncompatibleState(m)) => CliError::Job {
@@ -273,8 +290,10 @@ fn launch_all(
         if !quiet {
             note(format!("job `{name}` started"));
         }
-        if let Some(list) = listed {
-            list.set(&name, if query { "select" } else { "insert" }, "running");
+        if let Some(s) = serving {
+            s.jobs
+                .set(&name, if query { "select" } else { "insert" }, "running");
+            s.views.same_job(&sink_names(&plans));
         }
         jobs.supervise(name, handle);
     }
@@ -292,7 +311,7 @@ async fn run_jobs(
     let mut signals = Signals::new()?;
     let mut jobs = Jobs::new();
     let listed = serving.as_ref().map(|s| Arc::clone(&s.jobs));
-    let mut failure = launch_all(engine, outcomes, quiet, &mut jobs, listed.as_deref()).err();
+    let mut failure = launch_all(engine, outcomes, quiet, &mut jobs, serving.as_ref()).err();
     let mut server = match &serving {
         Some(s) if failure.is_none() => {
             note(format!(

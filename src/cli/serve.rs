@@ -14,6 +14,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use clap::Args;
 use streams_core::connector::ConnectorRegistry;
+use streams_core::datafusion::logical_expr::LogicalPlan;
 use streams_core::runtime::JobHandle;
 use streams_serve::{
     Access, Credentials, Done, Endpoint, JobList, Refused, ServeOptions, Statements, ViewCatalog,
@@ -23,7 +24,7 @@ use streams_sql::{Outcome, SqlEngine};
 use streams_state::LocalStorage;
 use tokio::sync::{Mutex, watch};
 
-use super::run::{ENDPOINT_THREADS, Signals, job_name, note};
+use super::run::{ENDPOINT_THREADS, Signals, job_name, note, sink_names};
 use super::{CliError, Result};
 
 /// Where `--password-from-env` finds the password (not on the command line, where `ps` shows
@@ -160,7 +161,7 @@ struct Server {
     jobs: Arc<JobList>,
     /// The jobs' runtime: statements run on the endpoint's threads, jobs must not.
     runtime: tokio::runtime::Handle,
-    /// `INSERT` jobs whose input ended: their statements are not run again.
+    /// Tables written by `INSERT` jobs whose input ended: their statements are not run again.
     finished: Arc<std::sync::Mutex<HashSet<String>>>,
     state_dir: PathBuf,
     quiet: bool,
@@ -178,6 +179,8 @@ struct Inner {
 struct Running {
     stop: watch::Sender<Stop>,
     ended: tokio::task::JoinHandle<()>,
+    /// The tables it writes.
+    targets: Vec<String>,
 }
 
 /// What a running job is told.
@@ -212,6 +215,7 @@ fn tag(sql: &str) -> String {
     let n = match words.first().map(String::as_str) {
         Some("SET") => 1,
         Some("INSERT") => return "INSERT 0 0".into(),
+        Some("EXECUTE") => 3,
         _ if words.get(1).map(String::as_str) == Some("MATERIALIZED") => 3,
         _ if words.get(1).map(String::as_str) == Some("TEMPORARY") => 3,
         _ => 2,
@@ -262,33 +266,10 @@ impl Server {
                 Outcome::Created(name) => inner.kept.push((sql.to_string(), vec![name])),
                 Outcome::Set(_, _) => inner.kept.push((sql.to_string(), Vec::new())),
                 Outcome::Insert(plan) => {
-                    let target = job_name(&plan, 0);
-                    if inner
-                        .running
-                        .get(&target)
-                        .is_some_and(|r| !r.ended.is_finished())
-                    {
-                        return Err(Refused {
-                            code: "42710",
-                            message: format!("a job already writes `{target}`"),
-                        });
-                    }
-                    let handle = {
-                        let _jobs = self.runtime.enter();
-                        inner.engine.launch(&plan, &target).map_err(refused)?
-                    };
-                    inner.kept.push((sql.to_string(), vec![target.clone()]));
-                    self.finished
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .remove(&target);
-                    let view = self.views.get(&target).is_some();
-                    let running = self.supervise(target.clone(), handle, view);
-                    inner.running.insert(target.clone(), running);
-                    notice = Some(format!("job `{target}` started"));
-                    if !self.quiet {
-                        note(format!("job `{target}` started"));
-                    }
+                    notice = Some(self.launch(inner, sql, vec![plan])?);
+                }
+                Outcome::StatementSet(plans) => {
+                    notice = Some(self.launch(inner, sql, plans)?);
                 }
                 Outcome::Dropped(names) => {
                     for name in names.split(", ") {
@@ -311,35 +292,112 @@ impl Server {
         })
     }
 
-    /// Forgets `name`: the statements that made or write it, and a view's job and state.
+    /// Starts the job of `plans` (an INSERT's, a view's, a statement set's) written by `sql`;
+    /// the notice for the client.
+    fn launch(
+        &self,
+        inner: &mut Inner,
+        sql: &str,
+        plans: Vec<LogicalPlan>,
+    ) -> std::result::Result<String, Refused> {
+        let targets = sink_names(&plans);
+        let name = job_name(&plans, 0);
+        let busy = inner
+            .running
+            .iter()
+            .filter(|(_, r)| !r.ended.is_finished())
+            .find_map(|(job, r)| {
+                targets
+                    .iter()
+                    .find(|t| r.targets.contains(t))
+                    .map(|t| (job, t))
+            });
+        if let Some((job, target)) = busy {
+            return Err(Refused {
+                code: "42710",
+                message: format!("the job `{job}` already writes `{target}`"),
+            });
+        }
+        let handle = {
+            let _jobs = self.runtime.enter();
+            inner.engine.launch_set(&plans, &name).map_err(refused)?
+        };
+        inner.kept.push((sql.to_string(), targets.clone()));
+        {
+            let mut finished = self.finished.lock().unwrap_or_else(|p| p.into_inner());
+            for t in &targets {
+                finished.remove(t);
+            }
+        }
+        self.views.same_job(&targets);
+        let views_only = targets.iter().all(|t| self.views.get(t).is_some());
+        let running = self.supervise(name.clone(), handle, views_only, targets);
+        inner.running.insert(name.clone(), running);
+        if !self.quiet {
+            note(format!("job `{name}` started"));
+        }
+        Ok(format!("job `{name}` started"))
+    }
+
+    /// Forgets `name`: the statements that made or write it, and a view's job and state. The
+    /// job of a statement set stops with all the views it keeps.
     async fn drop_name(&self, inner: &mut Inner, name: &str) {
         inner
             .kept
             .retain(|(_, names)| !names.iter().any(|n| n == name));
-        if self.views.remove(name).is_some()
-            && let Some(job) = inner.running.remove(name)
+        if self.views.get(name).is_none() {
+            return;
+        }
+        let job = inner
+            .running
+            .iter()
+            .find(|(_, r)| r.targets.iter().any(|t| t == name))
+            .map(|(job, _)| job.clone());
+        let Some(job) = job else {
+            self.views.remove(name);
+            return;
+        };
+        let Some(running) = inner.running.remove(&job) else {
+            return;
+        };
+        let _ = running.stop.send(Stop::Cancel);
+        // Its tasks must be gone before its state is.
+        let _ = running.ended.await;
+        self.jobs.remove(&job);
+        for view in &running.targets {
+            self.views.remove(view);
+            if view != name {
+                inner
+                    .kept
+                    .retain(|(_, names)| !names.iter().any(|n| n == view));
+                let _ = inner
+                    .engine
+                    .execute(&format!("DROP TABLE IF EXISTS {view}"));
+            }
+        }
+        let dir = self.state_dir.join(&job);
+        if let Err(e) = std::fs::remove_dir_all(&dir)
+            && e.kind() != std::io::ErrorKind::NotFound
         {
-            let _ = job.stop.send(Stop::Cancel);
-            // Its tasks must be gone before its state is.
-            let _ = job.ended.await;
-            self.jobs.remove(name);
-            let dir = self.state_dir.join(name);
-            if let Err(e) = std::fs::remove_dir_all(&dir)
-                && e.kind() != std::io::ErrorKind::NotFound
-            {
-                note(format!("cannot delete {}: {e}", dir.display()));
-            }
-            if !self.quiet {
-                note(format!("job `{name}` dropped"));
-            }
+            note(format!("cannot delete {}: {e}", dir.display()));
+        }
+        if !self.quiet {
+            note(format!("job `{job}` dropped"));
         }
     }
 
     /// Watches job `name` until it ends or is told to stop (with a savepoint).
-    fn supervise(&self, name: String, mut handle: JobHandle, view: bool) -> Running {
+    fn supervise(
+        &self,
+        name: String,
+        mut handle: JobHandle,
+        view: bool,
+        targets: Vec<String>,
+    ) -> Running {
         let (stop, mut told) = watch::channel(Stop::Run);
         let jobs = Arc::clone(&self.jobs);
         let inserts_done = Arc::clone(&self.finished);
+        let written = targets.clone();
         let dir = self.state_dir.join(&name);
         let quiet = self.quiet;
         jobs.set(&name, "insert", "running");
@@ -362,7 +420,7 @@ impl Server {
                         inserts_done
                             .lock()
                             .unwrap_or_else(|p| p.into_inner())
-                            .insert(name.clone());
+                            .extend(written.iter().cloned());
                     }
                     "finished".to_string()
                 }
@@ -384,7 +442,11 @@ impl Server {
             };
             jobs.set(&name, "insert", &status);
         });
-        Running { stop, ended }
+        Running {
+            stop,
+            ended,
+            targets,
+        }
     }
 
     /// Writes the kept statements, so the next start runs them again.
@@ -394,7 +456,8 @@ impl Server {
         );
         let finished = self.finished.lock().unwrap_or_else(|p| p.into_inner());
         for (sql, names) in &inner.kept {
-            if tag(sql).starts_with("INSERT") && names.iter().all(|n| finished.contains(n)) {
+            let job = tag(sql).starts_with("INSERT") || tag(sql).starts_with("EXECUTE");
+            if job && names.iter().all(|n| finished.contains(n)) {
                 continue;
             }
             text.push_str(sql);

@@ -151,6 +151,14 @@ pub trait Operator: Send + Debug {
         Ok(())
     }
 
+    /// Every input delivered the barrier of a checkpoint, which is about to be taken: emit
+    /// what is held back (pending updates), so that what the checkpoint's sinks hold reflects
+    /// exactly the input before the barrier (Flink's `prepareSnapshotPreBarrier`). Then
+    /// [`Operator::checkpoint`] is called.
+    fn before_barrier(&mut self, _out: &mut Output) -> Result<()> {
+        Ok(())
+    }
+
     /// Every input delivered the barrier of this checkpoint: return the state to keep with it
     /// (`None`: this operator keeps no state). Nothing else is called until this returns. The
     /// operator goes on with its state unchanged.

@@ -2,6 +2,7 @@
 //! parallelism, each edge a forward, hash or rebalance exchange; expressions and aggregates
 //! become DataFusion physical expressions bound to their input schemas.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -100,6 +101,7 @@ pub fn explain_job(plans: &[LogicalPlan], config: &JobConfig) -> Result<String> 
 
 pub fn compile(plans: &[LogicalPlan], config: &JobConfig) -> Result<JobGraph> {
     let mut graph = JobGraph::new();
+    let mut sources = HashMap::new();
     for plan in plans {
         let plan = optimize(plan)?;
         if downcast::<SinkNode>(&plan).is_none() {
@@ -110,6 +112,7 @@ pub fn compile(plans: &[LogicalPlan], config: &JobConfig) -> Result<JobGraph> {
         Compiler {
             graph: &mut graph,
             config,
+            sources: &mut sources,
         }
         .node(&plan)?;
     }
@@ -231,6 +234,10 @@ fn unsupported(plan: &LogicalPlan) -> String {
 pub(super) struct Compiler<'a> {
     pub(super) graph: &'a mut JobGraph,
     pub(super) config: &'a JobConfig,
+    /// Source nodes by what they read (table, columns, watermark): a table read twice, in one
+    /// query or by the plans of a statement set, is read once and its rows go to both
+    /// readers, so that they see the same rows at every checkpoint (and it costs one read).
+    pub(super) sources: &'a mut HashMap<String, (NodeId, usize, bool)>,
 }
 
 impl Compiler<'_> {
@@ -465,6 +472,24 @@ impl Compiler<'_> {
         wm: Option<(&WatermarkNode, Arc<dyn PhysicalExpr>)>,
     ) -> Stream {
         let source = &scan.source.0;
+        // The same source factory (SQL makes one per table and statement), the same columns
+        // and event time: the same rows.
+        let key = format!(
+            "{:p}|{:?}|{}",
+            Arc::as_ptr(source) as *const (),
+            scan.schema.as_arrow().fields(),
+            wm.as_ref().map_or(String::new(), |(w, time)| format!(
+                "{time}|{:?}|{:?}",
+                w.out_of_orderness, w.idle_timeout
+            ))
+        );
+        if let Some((node, parallelism, watermarked)) = self.sources.get(&key) {
+            return Stream {
+                node: *node,
+                parallelism: *parallelism,
+                watermarked: *watermarked,
+            };
+        }
         let parallelism = self.config.parallelism.min(source.splits()).max(1);
         let mut spec = WatermarkSpec {
             interval: self.config.watermark_interval,
@@ -486,6 +511,7 @@ impl Compiler<'_> {
         let node = self
             .graph
             .add_source("source", &detail, Arc::clone(source), spec, parallelism);
+        self.sources.insert(key, (node, parallelism, watermarked));
         Stream {
             node,
             parallelism,

@@ -336,6 +336,18 @@ impl Chain {
     /// Every input delivered `barrier`: snapshot each member and pass the barrier on.
     pub(crate) async fn barrier(&mut self, barrier: Barrier) -> Result<()> {
         for k in 0..self.members.len() {
+            // What the member holds back goes out ahead of the barrier (the members after it
+            // have not seen the barrier yet): a checkpoint's output then reflects exactly the
+            // input before it.
+            if let Work::Operator(op) = &mut self.members[k].work {
+                let mut out = Output::new();
+                op.before_barrier(&mut out)
+                    .map_err(|e| e.context(self.members[k].context.describe()))?;
+                if !out.is_empty() {
+                    let next = self.route(k, out).await?;
+                    self.run_from(k + 1, 0, next).await?;
+                }
+            }
             let m = &mut self.members[k];
             let state = match &mut m.work {
                 Work::Pass => None,

@@ -448,6 +448,10 @@ impl Operator for UnboundedAggregate {
         Ok(Some(watermark))
     }
 
+    fn before_barrier(&mut self, out: &mut Output) -> Result<()> {
+        self.emit(out)
+    }
+
     fn close(&mut self, out: &mut Output) -> Result<()> {
         self.emit(out)
     }
