@@ -2,6 +2,7 @@
 
 pub(crate) mod checkpoint;
 pub(crate) mod engine;
+pub(crate) mod nexmark;
 pub(crate) mod queue;
 pub(crate) mod serve;
 

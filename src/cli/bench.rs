@@ -27,6 +27,39 @@ pub(crate) enum BenchCommand {
     /// then while --clients clients query it once a second each; the job's rows/s both ways and
     /// the query latency. Build with --release.
     Serve(ServeBenchArgs),
+    /// Nexmark: the repo's queries q0-q22 into blackhole sinks, with the events generated as
+    /// the job runs and pre-generated in memory (the engine alone): events/s, events/s per
+    /// core, CPU time, peak RSS; median of --runs, each run a process of its own. Build with
+    /// --release.
+    Nexmark(NexmarkBenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct NexmarkBenchArgs {
+    /// The query to run, e.g. q5 (repeatable)
+    #[arg(long, value_name = "qN", required_unless_present = "all")]
+    query: Vec<String>,
+    /// Run every query
+    #[arg(long, conflicts_with = "query")]
+    all: bool,
+    /// Events per run
+    #[arg(long, default_value_t = 10_000_000)]
+    events: u64,
+    /// Subtasks per operator (and generator splits)
+    #[arg(long, default_value_t = 2)]
+    parallelism: usize,
+    /// Where events come from [default: both, generator first]
+    #[arg(long, value_enum)]
+    mode: Option<crate::bench::nexmark::Mode>,
+    /// Runs per figure; the run with the median events/s is reported
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+    /// Run once in this process and print the figures as JSON (what each run's child does)
+    #[arg(long, hide = true)]
+    child: bool,
 }
 
 #[derive(Debug, Args)]
@@ -129,7 +162,89 @@ pub(crate) fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Engine(args) => engine_bench(args),
         BenchCommand::Checkpoint(args) => checkpoint_bench(args),
         BenchCommand::Serve(args) => serve_bench(args),
+        BenchCommand::Nexmark(args) => nexmark_bench(args),
     }
+}
+
+fn nexmark_bench(args: NexmarkBenchArgs) -> Result<()> {
+    use crate::bench::nexmark::{self as nx, Mode};
+    if args.events == 0 || args.parallelism == 0 || args.runs == 0 {
+        return Err(CliError::Usage(
+            "bench nexmark needs --events, --parallelism and --runs of at least 1".into(),
+        ));
+    }
+    let failed = |e: String| CliError::Usage(format!("benchmark failed: {e}"));
+    if args.child {
+        let (Some(query), Some(mode)) = (args.query.first(), args.mode) else {
+            return Err(CliError::Usage("--child needs --query and --mode".into()));
+        };
+        let run = nx::run_one(query, mode, args.events, args.parallelism).map_err(failed)?;
+        let text = serde_json::to_string(&run).map_err(|e| failed(e.to_string()))?;
+        return print(&text);
+    }
+    let queries: Vec<String> = if args.all {
+        nx::names().iter().map(|q| q.to_string()).collect()
+    } else {
+        args.query.clone()
+    };
+    if let Some(q) = queries.iter().find(|q| !nx::names().contains(&q.as_str())) {
+        return Err(CliError::Usage(format!(
+            "no Nexmark query `{q}` here (there are {})",
+            nx::names().join(", ")
+        )));
+    }
+    let modes = match args.mode {
+        Some(m) => vec![m],
+        None => vec![Mode::Generator, Mode::Memory],
+    };
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let _ = writeln!(
+        std::io::stderr(),
+        "bench nexmark: {} events, parallelism {}, median of {} runs, {cores} cores",
+        args.events,
+        args.parallelism,
+        args.runs
+    );
+    let mut runs = Vec::new();
+    for q in &queries {
+        for &mode in &modes {
+            let run = nx::median_of_children(q, mode, args.events, args.parallelism, args.runs)
+                .map_err(failed)?;
+            let _ = writeln!(
+                std::io::stderr(),
+                "{q} {mode:?}: {:.0} events/s",
+                run.events_per_sec
+            );
+            runs.push(run);
+        }
+    }
+    if args.format == Format::Json {
+        let text = serde_json::to_string_pretty(&runs).map_err(|e| failed(e.to_string()))?;
+        return print(&text);
+    }
+    let mut t = Table::new(&[
+        ("query", Align::Left),
+        ("mode", Align::Left),
+        ("events/s", Align::Right),
+        ("per core", Align::Right),
+        ("cores used", Align::Right),
+        ("CPU s", Align::Right),
+        ("wall s", Align::Right),
+        ("peak RSS MB", Align::Right),
+    ]);
+    for r in &runs {
+        t.row(vec![
+            r.query.clone(),
+            format!("{:?}", r.mode).to_lowercase(),
+            format!("{:.0}", r.events_per_sec),
+            format!("{:.0}", r.events_per_sec_per_core),
+            format!("{:.2}", r.cores_used),
+            format!("{:.2}", r.cpu_seconds),
+            format!("{:.2}", r.seconds),
+            format!("{:.0}", r.peak_rss_mb),
+        ]);
+    }
+    print(&t.render())
 }
 
 fn serve_bench(args: ServeBenchArgs) -> Result<()> {
