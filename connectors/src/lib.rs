@@ -30,7 +30,7 @@ use streams_core::connector::ConnectorRegistry;
 
 pub use blackhole::Blackhole;
 pub use filesystem::Filesystem;
-pub use nexmark::{Nexmark, NexmarkSource};
+pub use nexmark::{Nexmark, NexmarkSource, count_char};
 pub use print::Print;
 pub use queue::Queue;
 pub use store::StoreHandle;

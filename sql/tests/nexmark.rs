@@ -14,9 +14,7 @@ use streams_core::arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringAr
 use streams_core::arrow::datatypes::{DataType, SchemaRef};
 use streams_core::arrow::util::display::{ArrayFormatter, FormatOptions};
 use streams_core::connector::{Connector, ConnectorRegistry, OptionSpec, Options};
-use streams_core::datafusion::common::cast::as_string_array;
 use streams_core::datafusion::datasource::MemTable;
-use streams_core::datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
 use streams_core::datafusion::prelude::SessionContext;
 use streams_core::testing::CollectSink;
 use streams_core::{SinkFactory, SourceEvent, SourceFactory};
@@ -93,29 +91,6 @@ impl Connector for Capture {
     }
 }
 
-/// q14's user-defined function: how many times `c` occurs in `s`.
-fn count_char() -> streams_core::datafusion::logical_expr::ScalarUDF {
-    create_udf(
-        "count_char",
-        vec![DataType::Utf8, DataType::Utf8],
-        DataType::Int64,
-        Volatility::Immutable,
-        Arc::new(|args: &[ColumnarValue]| {
-            let arrays = ColumnarValue::values_to_arrays(args)?;
-            let (s, c) = (as_string_array(&arrays[0])?, as_string_array(&arrays[1])?);
-            let counts: streams_core::arrow::array::Int64Array = s
-                .iter()
-                .zip(c.iter())
-                .map(|(s, c)| match (s, c.and_then(|c| c.chars().next())) {
-                    (Some(s), Some(c)) => Some(s.chars().filter(|x| *x == c).count() as i64),
-                    _ => None,
-                })
-                .collect();
-            Ok(ColumnarValue::Array(Arc::new(counts)))
-        }),
-    )
-}
-
 /// The query's EXPLAIN equals `tests/nexmark/plans/qN.txt` (`UPDATE_GOLDEN=1` rewrites it):
 /// a change of operators, exchanges or parallelism shows in review.
 fn check_plan(
@@ -149,7 +124,9 @@ async fn run_stream(file: &Path) -> Result<RecordBatch, String> {
     streams_connectors::register_builtin(&mut registry);
     registry.register(capture.clone());
     let mut engine = SqlEngine::new(registry);
-    engine.register_udf(count_char()).unwrap();
+    engine
+        .register_udf(streams_connectors::count_char())
+        .unwrap();
     engine.execute(&ddl()).unwrap();
     // Two subtasks per operator, so every exchange is exercised.
     engine.execute("SET 'parallelism.default' = '2'").unwrap();
@@ -200,7 +177,7 @@ async fn reference_context(ddl_schema: SchemaRef) -> SessionContext {
         }
     }
     let ctx = SessionContext::new();
-    ctx.register_udf(count_char());
+    ctx.register_udf(streams_connectors::count_char());
     ctx.register_table(
         "nexmark",
         Arc::new(MemTable::try_new(Arc::clone(&ddl_schema), vec![batches]).unwrap()),

@@ -223,6 +223,9 @@ pub(crate) fn run_one(
         registry.register(Arc::new(Pregenerated::default()));
     }
     let mut engine = SqlEngine::new(registry);
+    engine
+        .register_udf(streams_connectors::count_char())
+        .map_err(err)?;
     let script = format!(
         "SET 'parallelism.default' = '{parallelism}';\n{}\n{text}",
         ddl(events, parallelism)?

@@ -7,6 +7,7 @@
 //! configured rate from `base-time`; generation itself runs as fast as the job consumes.
 
 mod columns;
+mod udf;
 
 use std::sync::Arc;
 
@@ -19,6 +20,7 @@ use streams_core::{Error, Result, SinkFactory, Source, SourceEvent, SourceFactor
 
 pub use columns::event_table_fields;
 use columns::{BatchBuilder, Layout};
+pub use udf::count_char;
 
 const OPTIONS: &[OptionSpec] = &[
     OptionSpec {

@@ -1,0 +1,64 @@
+//! `rstreams bench nexmark` runs every query of the suite end to end (a few events each, so
+//! its figures mean nothing here: this checks that the command works, not how fast).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
+
+use std::process::Command;
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_rstreams");
+
+fn bench(args: &[&str]) -> Vec<Value> {
+    let out = Command::new(BIN)
+        .args(["bench", "nexmark", "--runs", "1", "--format", "json"])
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn every_query_runs_with_the_generator_and_from_memory() {
+    let runs = bench(&["--all", "--events", "3000", "--mode", "generator"]);
+    let names: Vec<&str> = runs.iter().map(|r| r["query"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "q0", "q1", "q2", "q3", "q4", "q5", "q7", "q8", "q9", "q11", "q14", "q15", "q16",
+            "q17", "q18", "q19", "q20", "q21", "q22"
+        ]
+    );
+    let runs: Vec<Value> = runs
+        .into_iter()
+        .chain(bench(&[
+            "--query", "q7", "--events", "3000", "--mode", "memory",
+        ]))
+        .collect();
+    for r in &runs {
+        assert_eq!(r["events"], 3000, "{r}");
+        assert_eq!(r["parallelism"], 2, "{r}");
+        for figure in ["events_per_sec", "cpu_seconds", "events_per_sec_per_core"] {
+            assert!(r[figure].as_f64().unwrap() > 0.0, "{figure}: {r}");
+        }
+        assert!(r["peak_rss_mb"].as_f64().unwrap() > 1.0, "{r}");
+    }
+    assert_eq!(runs.last().unwrap()["mode"], "memory");
+}
+
+#[test]
+fn unknown_queries_are_named() {
+    let out = Command::new(BIN)
+        .args(["bench", "nexmark", "--query", "q6"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("q6") && err.contains("q22"), "{err}");
+}
