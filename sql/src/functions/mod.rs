@@ -9,7 +9,7 @@ use std::sync::Arc;
 use streams_core::arrow::array::{Array, ArrayRef, AsArray, StringBuilder};
 use streams_core::arrow::compute::cast;
 use streams_core::arrow::datatypes::{DataType, TimeUnit, TimestampMillisecondType};
-use streams_core::datafusion::common::{Result, exec_err};
+use streams_core::datafusion::common::{Result, ScalarValue, exec_err};
 use streams_core::datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TypeSignature,
     Volatility,
@@ -187,11 +187,37 @@ impl ScalarUDFImpl for SplitIndex {
             return exec_err!("SPLIT_INDEX takes a string, a delimiter and an index");
         };
         let text = cast(&text.to_array(n)?, &DataType::Utf8)?;
+        let text = text.as_string::<i32>();
+        let mut out = StringBuilder::with_capacity(n, text.values().len() / 2);
+        // The usual call, constant delimiter and index (`SPLIT_INDEX(url, '/', 3)`): no
+        // per-row arrays, and a one-byte delimiter is searched for as a byte.
+        if let (ColumnarValue::Scalar(d), ColumnarValue::Scalar(k)) = (delimiter, index) {
+            let d = d.cast_to(&DataType::Utf8)?;
+            let k = k.cast_to(&DataType::Int64)?;
+            let (ScalarValue::Utf8(d), ScalarValue::Int64(k)) = (d, k) else {
+                return exec_err!(
+                    "SPLIT_INDEX: the delimiter must be a string, the index an integer"
+                );
+            };
+            match (d.as_deref(), k) {
+                (Some(d), Some(k)) if !d.is_empty() && k >= 0 => {
+                    let k = k as usize;
+                    let byte = (d.len() == 1).then(|| d.as_bytes()[0]);
+                    for t in text.iter() {
+                        out.append_option(t.and_then(|t| match byte {
+                            Some(b) if b.is_ascii() => t.split(b as char).nth(k),
+                            _ => t.split(d).nth(k),
+                        }));
+                    }
+                }
+                _ => (0..n).for_each(|_| out.append_null()),
+            }
+            return Ok(ColumnarValue::Array(Arc::new(out.finish()) as ArrayRef));
+        }
         let delimiter = cast(&delimiter.to_array(n)?, &DataType::Utf8)?;
         let index = cast(&index.to_array(n)?, &DataType::Int64)?;
-        let (text, delimiter) = (text.as_string::<i32>(), delimiter.as_string::<i32>());
+        let delimiter = delimiter.as_string::<i32>();
         let index = index.as_primitive::<streams_core::arrow::datatypes::Int64Type>();
-        let mut out = StringBuilder::with_capacity(n, n * 8);
         for i in 0..n {
             if text.is_null(i) || delimiter.is_null(i) || index.is_null(i) || index.value(i) < 0 {
                 out.append_null();
