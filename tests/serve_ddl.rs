@@ -64,6 +64,23 @@ fn start(data: &Path, port: u16) -> (Server, std::sync::mpsc::Receiver<String>) 
     (server, rx)
 }
 
+/// A data directory whose topic `events` holds [`EVENTS`] events, and a server over it.
+fn serving_events() -> (
+    tempfile::TempDir,
+    u16,
+    Server,
+    std::sync::mpsc::Receiver<String>,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = common::rstreams(&data, &["topic", "create", "events", "--queues", "2"], "");
+    assert!(out.status.success());
+    produce(&data, 0..EVENTS);
+    let port = free_port();
+    let (server, rx) = start(&data, port);
+    (dir, port, server, rx)
+}
+
 fn admin(port: u16, commands: &[&str]) -> (bool, String, String) {
     psql_as(port, "admin", None, commands)
 }
@@ -132,13 +149,8 @@ print("ok")
 
 #[test]
 fn ddl_users_define_views_that_analysts_query_and_that_survive_restarts() {
-    let dir = tempfile::tempdir().unwrap();
+    let (dir, port, server, rx) = serving_events();
     let data = dir.path().join("data");
-    let out = common::rstreams(&data, &["topic", "create", "events", "--queues", "2"], "");
-    assert!(out.status.success());
-    produce(&data, 0..EVENTS);
-    let port = free_port();
-    let (server, rx) = start(&data, port);
 
     // Flink DDL from psql, by a user allowed it; one -c with two statements, one alone.
     let (ok, out, err) = admin(
@@ -222,13 +234,8 @@ fn ddl_users_define_views_that_analysts_query_and_that_survive_restarts() {
 
 #[test]
 fn an_unbounded_view_resumes_from_its_savepoint_after_a_restart() {
-    let dir = tempfile::tempdir().unwrap();
+    let (dir, port, server, rx) = serving_events();
     let data = dir.path().join("data");
-    let out = common::rstreams(&data, &["topic", "create", "events", "--queues", "2"], "");
-    assert!(out.status.success());
-    produce(&data, 0..EVENTS);
-    let port = free_port();
-    let (server, rx) = start(&data, port);
     // An unbounded source: the job waits for more events until the server stops. Started
     // over, it would count from the group's committed offsets, not from the beginning.
     let (ok, out, err) = admin(

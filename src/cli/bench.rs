@@ -156,6 +156,13 @@ pub(crate) struct QueueBenchArgs {
     format: Format,
 }
 
+/// A new folder of the benchmark's own (`rstreams-bench-PID`) in `dir` or the system
+/// temporary directory: never the directory given, which the benchmark removes afterwards.
+fn scratch_dir(dir: Option<PathBuf>) -> PathBuf {
+    dir.unwrap_or_else(std::env::temp_dir)
+        .join(format!("rstreams-bench-{}", std::process::id()))
+}
+
 pub(crate) fn run(cmd: BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Queue(args) => queue_bench(args),
@@ -253,10 +260,7 @@ fn serve_bench(args: ServeBenchArgs) -> Result<()> {
             "bench serve needs --seconds >= 1 and --parallelism >= 1".into(),
         ));
     }
-    let dir = args
-        .dir
-        .unwrap_or_else(std::env::temp_dir)
-        .join(format!("rstreams-bench-{}", std::process::id()));
+    let dir = scratch_dir(args.dir);
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let _ = writeln!(
         std::io::stderr(),
@@ -304,10 +308,7 @@ fn checkpoint_bench(args: CheckpointBenchArgs) -> Result<()> {
                 .into(),
         ));
     }
-    let dir = args
-        .dir
-        .unwrap_or_else(std::env::temp_dir)
-        .join(format!("rstreams-bench-{}", std::process::id()));
+    let dir = scratch_dir(args.dir);
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let _ = writeln!(
         std::io::stderr(),
@@ -439,11 +440,7 @@ fn queue_bench(args: QueueBenchArgs) -> Result<()> {
             "bench queue needs --records >= 1000, --runs >= 1 and --seconds > 0".into(),
         ));
     }
-    // Always a new folder of our own, removed afterwards: never the directory given.
-    let dir = args
-        .dir
-        .unwrap_or_else(std::env::temp_dir)
-        .join(format!("rstreams-bench-{}", std::process::id()));
+    let dir = scratch_dir(args.dir);
     let opts = QueueBenchOptions {
         dir: dir.clone(),
         records: args.records,
