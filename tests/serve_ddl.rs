@@ -209,12 +209,27 @@ fn ddl_users_define_views_that_analysts_query_and_that_survive_restarts() {
         "{catalog}"
     );
     assert!(!catalog.contains("broken"), "{catalog}");
+    // A kept statement that no longer runs is set aside at start, not fatal.
+    std::fs::write(
+        data.join("state").join("catalog.sql"),
+        format!("{catalog}\nCREATE MATERIALIZED VIEW gone AS SELECT nope FROM events;\n"),
+    )
+    .unwrap();
 
     // A restart runs the kept statements again: the view is back, with the same rows.
     let (server, _rx) = start(&data, port);
     let (ok, out, err) = per_key_when_complete(port, EVENTS);
     assert!(ok, "{err}");
     assert_eq!(out.lines().take(want.len()).collect::<Vec<_>>(), want);
+
+    let aside = std::fs::read_to_string(data.join("state").join("catalog.failed.sql")).unwrap();
+    assert!(
+        aside.contains("CREATE MATERIALIZED VIEW gone") && aside.contains("nope"),
+        "{aside}"
+    );
+    // Where state lives is the server's.
+    let (ok, _, err) = admin(port, &["SET 'state.checkpoints.dir' = '/elsewhere'"]);
+    assert!(!ok && err.contains("--state-dir"), "{err}");
 
     // Dropped: gone from queries, jobs and the kept catalog.
     let (ok, out, err) = admin(port, &["DROP MATERIALIZED VIEW per_key"]);

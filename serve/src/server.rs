@@ -195,7 +195,7 @@ pub fn context(views: Arc<ViewCatalog>) -> Result<SessionContext> {
     Ok(ctx)
 }
 
-fn user_error(code: &str, message: String) -> PgWireError {
+pub(crate) fn user_error(code: &str, message: String) -> PgWireError {
     PgWireError::UserError(Box::new(ErrorInfo::new(
         "ERROR".to_string(),
         code.to_string(),

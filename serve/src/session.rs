@@ -23,6 +23,7 @@ use datafusion_postgres::pgwire::messages::PgWireBackendMessage;
 use datafusion_postgres::pgwire::messages::response::NoticeResponse;
 use futures::{Sink, SinkExt};
 
+use crate::server::user_error;
 use crate::view::{Snapshot, View};
 
 /// A statement that changed something, as the client is told.
@@ -120,16 +121,8 @@ fn user_of(client: &impl ClientInfo) -> String {
         .unwrap_or_default()
 }
 
-fn error(code: &str, message: String) -> PgWireError {
-    PgWireError::UserError(Box::new(ErrorInfo::new(
-        "ERROR".to_string(),
-        code.to_string(),
-        message,
-    )))
-}
-
 fn read_only(word: &str, user: &str) -> PgWireError {
-    error(
+    user_error(
         "25006",
         format!(
             "{word} is not allowed: the session of user `{user}` is read-only (`rstreams serve \
@@ -152,7 +145,7 @@ where
     let done = statements
         .execute(user, sql)
         .await
-        .map_err(|r| error(r.code, r.message))?;
+        .map_err(|r| user_error(r.code, r.message))?;
     let mut responses = Vec::with_capacity(done.len());
     for d in done {
         if let Some(text) = d.notice {

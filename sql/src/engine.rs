@@ -157,6 +157,12 @@ impl SqlEngine {
         self.state.udaf(name).map_err(df)
     }
 
+    /// Forgets table `name` (a program dropping what a stopped job wrote); whether it was
+    /// there.
+    pub fn forget_table(&mut self, name: &str) -> bool {
+        self.catalog.tables.remove(name).is_some()
+    }
+
     /// The catalog.
     pub fn catalog(&self) -> &Catalog {
         &self.catalog

@@ -145,6 +145,8 @@ pub(crate) fn serve(data_dir: &Path, args: ServeArgs) -> Result<()> {
             r = endpoint.wait() => Some(r),
             () = signals.next() => None,
         };
+        // No new statements while the jobs stop.
+        drop(endpoint);
         if !quiet {
             note("stopping: taking a savepoint of every job".into());
         }
@@ -155,6 +157,9 @@ pub(crate) fn serve(data_dir: &Path, args: ServeArgs) -> Result<()> {
         }
     })
 }
+
+/// Options a session may not SET: the server decides where state lives.
+const FIXED_OPTIONS: [&str; 2] = ["state.checkpoints.dir", "execution.savepoint.path"];
 
 /// The server's SQL session, shared by the sessions of users allowed DDL.
 struct Server {
@@ -246,21 +251,54 @@ impl Server {
         let mut inner = self.inner.lock().await;
         let statements = streams_sql::split_script(&sql)
             .map_err(|e| CliError::Usage(format!("{}: {e}", file.display())))?;
+        // A statement that no longer runs (a table it reads was dropped, a connector's
+        // options changed) does not keep the server down: it is set aside, with why, in
+        // catalog.failed.sql, and the others run.
+        let mut failed = String::new();
         for text in statements {
-            self.run_one(&mut inner, &text).await.map_err(|r| {
-                CliError::Usage(format!(
-                    "{}: `{}`: {} (edit or delete the file to start without it)",
+            if let Err(r) = self.run_one(&mut inner, &text).await {
+                note(format!(
+                    "{}: set aside (in catalog.failed.sql): `{}`: {}",
                     file.display(),
                     text.lines().next().unwrap_or_default(),
                     r.message
-                ))
-            })?;
+                ));
+                failed.push_str(&format!(
+                    "-- {}\n{text}\n;\n\n",
+                    r.message.replace('\n', " ")
+                ));
+            }
+        }
+        if !failed.is_empty() {
+            use std::io::Write;
+            let aside = self.state_dir.join("catalog.failed.sql");
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&aside)
+                .and_then(|mut f| f.write_all(failed.as_bytes()))
+                .map_err(|e| CliError::Usage(format!("cannot write {}: {e}", aside.display())))?;
+            self.save(&inner).map_err(|r| CliError::Usage(r.message))?;
         }
         Ok(())
     }
 
     /// Runs one statement: registers, launches or drops; keeps it if it is to be run again.
     async fn run_one(&self, inner: &mut Inner, sql: &str) -> std::result::Result<Done, Refused> {
+        // Where state lives is the server's to say: jobs and DROP must agree on it.
+        for statement in streams_sql::parse_script(sql).map_err(refused)? {
+            if let streams_sql::StreamStatement::Set { key, .. } = statement
+                && FIXED_OPTIONS.contains(&key.as_str())
+            {
+                return Err(Refused {
+                    code: "55000",
+                    message: format!(
+                        "SET '{key}' is not for sessions of rstreams serve: its jobs keep state \
+                         under its --state-dir"
+                    ),
+                });
+            }
+        }
         let outcomes = inner.engine.execute(sql).map_err(refused)?;
         let mut notice = None;
         for outcome in outcomes {
@@ -320,6 +358,14 @@ impl Server {
                 message: format!("the job `{job}` already writes `{target}`"),
             });
         }
+        let ended_before = {
+            let finished = self.finished.lock().unwrap_or_else(|p| p.into_inner());
+            targets.iter().any(|t| finished.contains(t))
+        };
+        if ended_before {
+            // The checkpoints of the job that finished: this one starts over.
+            let _ = LocalStorage::discard_checkpoints(self.state_dir.join(&name));
+        }
         let handle = {
             let _jobs = self.runtime.enter();
             inner.engine.launch_set(&plans, &name).map_err(refused)?
@@ -366,15 +412,14 @@ impl Server {
         // Its tasks must be gone before its state is.
         let _ = running.ended.await;
         self.jobs.remove(&job);
+        // The set's other views go with it (nothing keeps them any more); its plain sink
+        // tables stay.
         for view in &running.targets {
-            self.views.remove(view);
-            if view != name {
+            if self.views.remove(view).is_some() && view != name {
                 inner
                     .kept
                     .retain(|(_, names)| !names.iter().any(|n| n == view));
-                let _ = inner
-                    .engine
-                    .execute(&format!("DROP TABLE IF EXISTS {view}"));
+                inner.engine.forget_table(view);
             }
         }
         let dir = self.state_dir.join(&job);
@@ -399,7 +444,12 @@ impl Server {
         let (stop, mut told) = watch::channel(Stop::Run);
         let jobs = Arc::clone(&self.jobs);
         let inserts_done = Arc::clone(&self.finished);
-        let written = targets.clone();
+        // The sink tables that are not views: what "finished" means for the catalog.
+        let sinks: Vec<String> = targets
+            .iter()
+            .filter(|t| self.views.get(t).is_none())
+            .cloned()
+            .collect();
         let dir = self.state_dir.join(&name);
         let quiet = self.quiet;
         jobs.set(&name, "insert", "running");
@@ -415,14 +465,17 @@ impl Server {
                     "dropped".to_string()
                 }
                 Ok(Ok(())) => {
-                    // Its input ended: a view is computed again from the start at the next
-                    // start; an INSERT is not run again (its output is all there).
-                    let _ = LocalStorage::discard_checkpoints(&dir);
-                    if !view {
+                    // Its input ended. Views only: computed again at the next start. With
+                    // other sinks, its checkpoints stay (a restart before the catalog is saved
+                    // resumes at the end and writes nothing twice) and its INSERTs are not
+                    // kept any more (their output is all there).
+                    if view {
+                        let _ = LocalStorage::discard_checkpoints(&dir);
+                    } else {
                         inserts_done
                             .lock()
                             .unwrap_or_else(|p| p.into_inner())
-                            .extend(written.iter().cloned());
+                            .extend(sinks.iter().cloned());
                     }
                     "finished".to_string()
                 }
@@ -463,7 +516,13 @@ impl Server {
                 continue;
             }
             text.push_str(sql);
-            text.push_str(";\n\n");
+            // A statement whose last line is a `--` comment would swallow its `;`.
+            let last = sql.lines().last().unwrap_or_default();
+            text.push_str(if last.contains("--") {
+                "\n;\n\n"
+            } else {
+                ";\n\n"
+            });
         }
         let file = self.catalog_file();
         let temporary = file.with_extension("sql.tmp");
