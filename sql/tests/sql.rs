@@ -140,6 +140,11 @@ CREATE TABLE out (
 ) WITH ('connector' = 'test');
 ";
 
+/// DataFusion's answer for the count and sum per auction and 10-second TUMBLE window.
+const TUMBLE_10S_REFERENCE: &str = "SELECT date_bin(INTERVAL '10 seconds', date_time) AS window_start, \
+     date_bin(INTERVAL '10 seconds', date_time) + INTERVAL '10 seconds' AS window_end, \
+     auction, COUNT(*) AS bids, SUM(price) AS total FROM bid GROUP BY 1, 2, 3";
+
 async fn run(sql: &str) -> ((), RecordBatch) {
     ((), run_into(sql, "out").await)
 }
@@ -173,12 +178,7 @@ async fn tumble_window_aggregate_matches_datafusion() {
          FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(date_time), INTERVAL '10' SECOND))
          GROUP BY window_start, window_end, auction;")
     .await;
-    let expected = reference(
-        "SELECT date_bin(INTERVAL '10 seconds', date_time) AS window_start, \
-         date_bin(INTERVAL '10 seconds', date_time) + INTERVAL '10 seconds' AS window_end, \
-         auction, COUNT(*) AS bids, SUM(price) AS total FROM bid GROUP BY 1, 2, 3",
-    )
-    .await;
+    let expected = reference(TUMBLE_10S_REFERENCE).await;
     assert_eq!(sorted(&[got]), expected);
 }
 
@@ -556,7 +556,7 @@ async fn rust_udfs_and_udafs_work_in_windows() {
 
 #[tokio::test]
 async fn a_statement_set_is_one_job_that_reads_its_table_once() {
-    let (mut e, connector) = engine();
+    let (mut e, _) = engine();
     let set = "CREATE TABLE per_auction (auction BIGINT, n BIGINT) WITH ('connector' = 'test');
          SET 'parallelism.default' = '2';
          EXECUTE STATEMENT SET BEGIN
@@ -577,17 +577,11 @@ async fn a_statement_set_is_one_job_that_reads_its_table_once() {
     assert_eq!(topology.matches("source: bid").count(), 1, "{topology}");
     assert_eq!(topology.matches("sink: ").count(), 2, "{topology}");
 
-    let (mut e, connector2) = engine();
-    drop(connector);
-    let windows = run_in(&mut e, &connector2, set, "out").await;
-    let expected = reference(
-        "SELECT date_bin(INTERVAL '10 seconds', date_time) AS window_start, \
-         date_bin(INTERVAL '10 seconds', date_time) + INTERVAL '10 seconds' AS window_end, \
-         auction, COUNT(*) AS bids, SUM(price) AS total FROM bid GROUP BY 1, 2, 3",
-    )
-    .await;
+    let (mut e, connector) = engine();
+    let windows = run_in(&mut e, &connector, set, "out").await;
+    let expected = reference(TUMBLE_10S_REFERENCE).await;
     assert_eq!(sorted(&[windows]), expected);
-    let per_auction = connector2
+    let per_auction = connector
         .sinks
         .lock()
         .unwrap()

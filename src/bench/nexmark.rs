@@ -62,6 +62,16 @@ pub(crate) enum Mode {
     Memory,
 }
 
+impl Mode {
+    /// Its name on the command line and in the table.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Mode::Generator => "generator",
+            Mode::Memory => "memory",
+        }
+    }
+}
+
 /// One run's figures.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct Run {
@@ -298,14 +308,7 @@ pub(crate) fn median_of_children(
     for _ in 0..runs.max(1) {
         let out = std::process::Command::new(&exe)
             .args(["bench", "nexmark", "--child", "--query", query])
-            .args([
-                "--mode",
-                if mode == Mode::Memory {
-                    "memory"
-                } else {
-                    "generator"
-                },
-            ])
+            .args(["--mode", mode.name()])
             .args(["--events", &events.to_string()])
             .args(["--parallelism", &parallelism.to_string()])
             .output()

@@ -219,7 +219,8 @@ fn nexmark_bench(args: NexmarkBenchArgs) -> Result<()> {
                 .map_err(failed)?;
             let _ = writeln!(
                 std::io::stderr(),
-                "{q} {mode:?}: {:.0} events/s",
+                "{q} {}: {:.0} events/s",
+                mode.name(),
                 run.events_per_sec
             );
             runs.push(run);
@@ -242,7 +243,7 @@ fn nexmark_bench(args: NexmarkBenchArgs) -> Result<()> {
     for r in &runs {
         t.row(vec![
             r.query.clone(),
-            format!("{:?}", r.mode).to_lowercase(),
+            r.mode.name().to_string(),
             format!("{:.0}", r.events_per_sec),
             format!("{:.0}", r.events_per_sec_per_core),
             format!("{:.2}", r.cores_used),
