@@ -200,6 +200,28 @@ impl Checkpoints {
         self.root.join(format!("tmp-{}{id:020}", self.prefix))
     }
 
+    /// Deletes the staging directories of checkpoints that never finished: what a killed
+    /// process left. Staging is per attempt, so a restart that takes the same id again must not
+    /// find the old attempt's stores or manifest there (they would be sealed into its
+    /// checkpoint). Call before the first checkpoint of a run.
+    pub fn discard_unfinished(&self) -> Result<()> {
+        let entries = match fs::read_dir(&self.root) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io(&self.root)(e)),
+        };
+        let staged = format!("tmp-{}", self.prefix);
+        for entry in entries {
+            let entry = entry.map_err(io(&self.root))?;
+            if entry.file_name().to_string_lossy().starts_with(&staged) {
+                let path = entry.path();
+                tracing::info!(dir = %path.display(), "deleting an unfinished checkpoint");
+                fs::remove_dir_all(&path).map_err(io(&path))?;
+            }
+        }
+        Ok(())
+    }
+
     /// An empty staging directory for checkpoint `id`.
     fn fresh_tmp(&self, id: u64) -> Result<PathBuf> {
         let tmp = self.tmp(id);
@@ -230,6 +252,11 @@ impl Checkpoints {
         let tmp = self.tmp(id);
         fs::create_dir_all(&tmp).map_err(io(&tmp))?;
         write_synced(&tmp.join(METADATA), metadata)?;
+        // A manifest here is from an attempt that died before its rename; it is rewritten below.
+        let stale = tmp.join(MANIFEST);
+        if stale.exists() {
+            fs::remove_file(&stale).map_err(io(&stale))?;
+        }
         let mut files = Vec::new();
         collect_files(&tmp, &tmp, &mut files)?;
         files.sort_by(|a, b| a.name.cmp(&b.name));

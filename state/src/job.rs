@@ -89,6 +89,8 @@ impl LocalStorage {
         std::fs::create_dir_all(dir).map_err(io(dir))?;
         let checkpoints = Checkpoints::new(dir.join("checkpoints"), retain);
         let savepoints = Checkpoints::savepoints(dir.join("savepoints"));
+        checkpoints.discard_unfinished()?;
+        savepoints.discard_unfinished()?;
         let working = dir.join("working");
         let (source, manifest): (Option<Checkpoints>, Option<Manifest>) = match &from {
             StartFrom::Fresh => {

@@ -194,3 +194,41 @@ fn a_fresh_start_numbers_its_checkpoints_above_earlier_savepoints() {
     let s = open(dir.path(), StartFrom::Fresh);
     assert_eq!(s.highest_id(), 1);
 }
+
+#[test]
+fn a_killed_attempt_at_a_checkpoint_leaves_nothing_in_the_next_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path(), StartFrom::Latest);
+    s.write(A, b"a-killed").unwrap();
+    s.write(B, b"b-killed").unwrap();
+    s.snapshot(A, 1).unwrap();
+    s.snapshot(B, 1).unwrap();
+    drop(s);
+    // Killed between writing the manifest and renaming the checkpoint into place.
+    let staged = dir
+        .path()
+        .join("checkpoints")
+        .join(format!("tmp-chk-{:020}", 1));
+    assert!(staged.is_dir(), "the attempt staged its stores");
+    fs::write(staged.join("MANIFEST.json"), b"{\"half\": ").unwrap();
+
+    // The restart has nothing to resume, takes checkpoint 1 again, and B has no state this time.
+    let s = open(dir.path(), StartFrom::Latest);
+    assert_eq!(s.restored(), None);
+    s.write(A, b"a-restarted").unwrap();
+    checkpoint(&s, 1, b"meta-1");
+    drop(s);
+
+    let s = open(dir.path(), StartFrom::Latest);
+    assert_eq!(
+        s.restored(),
+        Some((1, b"meta-1".to_vec())),
+        "checkpoint 1 verifies"
+    );
+    assert_eq!(s.read(A).unwrap().as_deref(), Some(&b"a-restarted"[..]));
+    assert_eq!(
+        s.read(B).unwrap(),
+        None,
+        "the killed attempt's store of B is gone"
+    );
+}
