@@ -11,6 +11,7 @@ use streams_core::arrow::datatypes::{DataType, SchemaRef};
 use streams_core::arrow::error::ArrowError;
 use streams_core::arrow::record_batch::RecordBatch;
 
+use super::flat_json::FlatJson;
 use super::{BadRecords, Csv, Format};
 
 /// Decodes payloads of one table into batches of its columns.
@@ -19,15 +20,52 @@ pub struct RecordDecoder {
     schema: SchemaRef,
     format: Format,
     bad: BadRecords,
+    /// The Arrow decoder of the last call that succeeded, kept for the next: building one
+    /// per batch allocated (and page-faulted) its buffers afresh every time.
+    kept: Option<Kept>,
+    /// The JSON fast path, while the table's columns suit it and its records mostly do.
+    flat: Option<FlatJson>,
+    /// Batches in a row the fast path gave back.
+    flat_misses: u32,
+}
+
+/// After this many batches in a row that the fast path gave back, a decoder stops trying it
+/// (the records are of a form it does not read, and each try costs a pass).
+const FLAT_MISSES: u32 = 3;
+
+/// An Arrow decoder with room for `rows` rows per batch; empty between calls.
+enum Kept {
+    Json {
+        rows: usize,
+        decoder: streams_core::arrow::json::reader::Decoder,
+    },
+    Csv {
+        rows: usize,
+        decoder: streams_core::arrow::csv::reader::Decoder,
+    },
+}
+
+impl std::fmt::Debug for Kept {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Kept::Json { rows, .. } => write!(f, "Json({rows} rows)"),
+            Kept::Csv { rows, .. } => write!(f, "Csv({rows} rows)"),
+        }
+    }
 }
 
 impl RecordDecoder {
     /// A decoder of `format` payloads into rows of `schema`; unreadable payloads go to `bad`.
     pub fn new(schema: SchemaRef, format: Format, bad: BadRecords) -> Self {
         RecordDecoder {
+            flat: matches!(format, Format::Json)
+                .then(|| FlatJson::new(&schema))
+                .flatten(),
+            flat_misses: 0,
             schema,
             format,
             bad,
+            kept: None,
         }
     }
 
@@ -87,17 +125,28 @@ impl RecordDecoder {
     }
 
     /// Every payload through one Arrow decoder; an error if any payload does not make exactly
-    /// one row.
-    fn all(&self, records: &[&[u8]]) -> std::result::Result<RecordBatch, String> {
+    /// one row. The decoder is kept for the next call unless this one failed (a decoder that
+    /// failed part way holds half a record).
+    fn all(&mut self, records: &[&[u8]]) -> std::result::Result<RecordBatch, String> {
+        if let Some(flat) = &mut self.flat {
+            if let Some(batch) = flat.decode(records) {
+                self.flat_misses = 0;
+                return Ok(batch);
+            }
+            self.flat_misses += 1;
+            if self.flat_misses >= FLAT_MISSES {
+                self.flat = None;
+            }
+        }
         let n = records.len().max(1);
-        let batch = match &self.format {
-            Format::Json => {
-                let mut d = streams_core::arrow::json::ReaderBuilder::new(Arc::clone(&self.schema))
-                    .with_batch_size(n)
-                    // As Flink's JSON format: a number or boolean read into a STRING column.
-                    .with_coerce_primitive(true)
-                    .build_decoder()
-                    .map_err(strip_arrow)?;
+        let kept = match self.kept.take() {
+            Some(Kept::Json { rows, decoder }) if rows >= n => Kept::Json { rows, decoder },
+            Some(Kept::Csv { rows, decoder }) if rows >= n => Kept::Csv { rows, decoder },
+            _ => self.new_decoder(n)?,
+        };
+        let (batch, kept) = match kept {
+            Kept::Json { rows, mut decoder } => {
+                let d = &mut decoder;
                 for (i, r) in records.iter().enumerate() {
                     feed(r, |b| d.decode(b)).map_err(strip_arrow)?;
                     if d.has_partial_record() {
@@ -107,32 +156,62 @@ impl RecordDecoder {
                         return Err(rows_problem(d.len() - i.min(d.len())));
                     }
                 }
-                d.flush().map_err(strip_arrow)?
+                let batch = decoder.flush().map_err(strip_arrow)?;
+                (batch, Kept::Json { rows, decoder })
             }
-            Format::Csv(csv) => {
-                let mut d = csv_builder(&self.schema, csv)
-                    .map_err(strip_arrow)?
-                    .with_batch_size(n)
-                    .build_decoder();
+            Kept::Csv { rows, mut decoder } => {
+                let d = &mut decoder;
+                // Rows already in the decoder count against its capacity.
+                let room = d.capacity();
                 for (i, r) in records.iter().enumerate() {
                     feed(r, |b| d.decode(b)).map_err(strip_arrow)?;
                     if !r.ends_with(b"\n") {
                         feed(b"\n", |b| d.decode(b)).map_err(strip_arrow)?;
                     }
-                    let rows = n - d.capacity();
-                    if rows != i + 1 {
-                        return Err(rows_problem(rows - i.min(rows)));
+                    let got = room - d.capacity();
+                    if got != i + 1 {
+                        return Err(rows_problem(got - i.min(got)));
                     }
                 }
-                d.flush().map_err(strip_arrow)?
+                let batch = decoder.flush().map_err(strip_arrow)?;
+                (batch, Kept::Csv { rows, decoder })
             }
-            Format::Raw => return Err("raw is not decoded".into()),
         };
-        match batch {
+        let out = match batch {
             Some(b) if b.num_rows() == records.len() => Ok(b),
             Some(b) => Err(rows_problem(b.num_rows())),
             None if records.is_empty() => Ok(RecordBatch::new_empty(Arc::clone(&self.schema))),
             None => Err("it is empty".into()),
+        };
+        // Arrow's CSV decoder numbers lines across batches, and its errors name that line:
+        // a CSV decoder is made per call so that a bad record's message counts from it.
+        if out.is_ok() && matches!(kept, Kept::Json { .. }) {
+            self.kept = Some(kept);
+        }
+        out
+    }
+
+    /// A decoder of this format with room for `rows` rows per batch.
+    fn new_decoder(&self, rows: usize) -> std::result::Result<Kept, String> {
+        match &self.format {
+            Format::Json => {
+                let decoder =
+                    streams_core::arrow::json::ReaderBuilder::new(Arc::clone(&self.schema))
+                        .with_batch_size(rows)
+                        // As Flink's JSON format: a number or boolean read into a STRING column.
+                        .with_coerce_primitive(true)
+                        .build_decoder()
+                        .map_err(strip_arrow)?;
+                Ok(Kept::Json { rows, decoder })
+            }
+            Format::Csv(csv) => {
+                let decoder = csv_builder(&self.schema, csv)
+                    .map_err(strip_arrow)?
+                    .with_batch_size(rows)
+                    .build_decoder();
+                Ok(Kept::Csv { rows, decoder })
+            }
+            Format::Raw => Err("raw is not decoded".into()),
         }
     }
 
@@ -312,6 +391,31 @@ mod tests {
             );
             assert_eq!(d.bad_records().count(), 11, "{format:?}");
         }
+        Ok(())
+    }
+
+    #[test]
+    fn the_kept_decoder_starts_clean_after_a_batch_with_a_bad_record() -> Result<()> {
+        let mut d = decoder(Format::Json);
+        let batches: [&[&[u8]]; 4] = [
+            &[br#"{"a": 1}"#, br#"{"a": 2}"#],
+            &[br#"{"a": 3}"#, br#"{"a": 4"#, br#"{"a": 5}"#],
+            &[br#"{"a": 6}"#],
+            &[br#"{"a": 7}"#, br#"{"a": 8}"#, br#"{"a": 9}"#],
+        ];
+        let mut got = Vec::new();
+        for records in batches {
+            let b = d.decode(records, |i| format!("record {i}"))?;
+            got.extend(
+                b.column(0)
+                    .as_primitive::<Int64Type>()
+                    .values()
+                    .iter()
+                    .copied(),
+            );
+        }
+        assert_eq!(got, [1, 2, 3, 5, 6, 7, 8, 9]);
+        assert_eq!(d.bad_records().count(), 1);
         Ok(())
     }
 }

@@ -5,6 +5,7 @@
 
 mod decode;
 mod encode;
+mod flat_json;
 mod on_error;
 
 use streams_core::arrow::datatypes::{DataType, Schema};
