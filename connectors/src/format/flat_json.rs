@@ -285,9 +285,14 @@ impl FlatJson {
 
     fn one(&mut self, record: &[u8]) -> Option<()> {
         // Arrow's decoder checks the UTF-8 of strings; outside them only ASCII is valid JSON.
-        std::str::from_utf8(record).ok()?;
+        // Checked once per record: once more per string value was a tenth of the time.
+        let text = std::str::from_utf8(record).ok()?;
         self.record += 1;
-        let mut p = Parser { b: record, i: 0 };
+        let mut p = Parser {
+            s: text,
+            b: record,
+            i: 0,
+        };
         p.ws();
         p.eat(b'{')?;
         p.ws();
@@ -341,6 +346,8 @@ impl FlatJson {
 
 /// A cursor over one record.
 struct Parser<'a> {
+    /// The record, checked to be UTF-8 once; `b` is its bytes.
+    s: &'a str,
     b: &'a [u8],
     i: usize,
 }
@@ -395,8 +402,8 @@ impl<'a> Parser<'a> {
         let end = start + memchr::memchr2(b'"', b'\\', &self.b[start..])?;
         if self.b[end] == b'"' {
             self.i = end + 1;
-            // The record is valid UTF-8 and the quote is ASCII: so is the slice.
-            return std::str::from_utf8(&self.b[start..end]).ok();
+            // Between two ASCII quotes: on character boundaries.
+            return self.s.get(start..end);
         }
         scratch.clear();
         scratch.extend_from_slice(&self.b[start..end]);
@@ -470,7 +477,7 @@ impl<'a> Parser<'a> {
         if self.b.get(self.i).is_some_and(u8::is_ascii_alphanumeric) {
             return None;
         }
-        std::str::from_utf8(&self.b[start..self.i]).ok()
+        self.s.get(start..self.i)
     }
 
     /// An integer without fraction or exponent that fits in `i64`.
