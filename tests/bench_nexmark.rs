@@ -10,10 +10,16 @@ use serde_json::Value;
 const BIN: &str = env!("CARGO_BIN_EXE_rstreams");
 
 fn bench(args: &[&str]) -> Vec<Value> {
+    bench_in(std::env::temp_dir().as_path(), args)
+}
+
+/// The bench with `tmp` as its temporary directory (where the JSON mode writes its files).
+fn bench_in(tmp: &std::path::Path, args: &[&str]) -> Vec<Value> {
     let out = Command::new(BIN)
         .args(["bench", "nexmark", "--runs", "1", "--format", "json"])
         .args(args)
         .env_remove("RUST_LOG")
+        .env("TMPDIR", tmp)
         .output()
         .unwrap();
     assert!(
@@ -50,6 +56,56 @@ fn every_query_runs_with_the_generator_and_from_memory() {
         assert!(r["peak_rss_mb"].as_f64().unwrap() > 1.0, "{r}");
     }
     assert_eq!(runs.last().unwrap()["mode"], "memory");
+}
+
+#[test]
+fn the_json_mode_writes_every_event_once_and_reads_the_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = bench_in(
+        tmp.path(),
+        &[
+            "--query", "q0", "--query", "q5", "--events", "5000", "--mode", "json",
+        ],
+    );
+    assert_eq!(runs.len(), 2);
+    for r in &runs {
+        assert_eq!(r["mode"], "json", "{r}");
+        assert!(r["events_per_sec"].as_f64().unwrap() > 0.0, "{r}");
+    }
+    // One line per event, split 1:3:46 as the generator makes them.
+    let dir = tmp.path().join("rstreams-nexmark-json-5000-p2");
+    assert!(dir.join("COMPLETE").exists());
+    let lines = |table: &str| -> usize {
+        std::fs::read_dir(dir.join(table))
+            .unwrap()
+            .map(|f| {
+                std::fs::read_to_string(f.unwrap().path())
+                    .unwrap()
+                    .lines()
+                    .count()
+            })
+            .sum()
+    };
+    assert_eq!(
+        (lines("person"), lines("auction"), lines("bid")),
+        (100, 300, 4600)
+    );
+    let bids = std::fs::read_dir(dir.join("bid")).unwrap().count();
+    assert_eq!(bids, 2, "a part file per subtask");
+    // A second run reads the same files instead of writing them again.
+    let before = std::fs::metadata(dir.join("COMPLETE"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    bench_in(
+        tmp.path(),
+        &["--query", "q1", "--events", "5000", "--mode", "json"],
+    );
+    let after = std::fs::metadata(dir.join("COMPLETE"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    assert_eq!(before, after);
 }
 
 #[test]

@@ -4,7 +4,9 @@
 //! - `generator`: the `nexmark` source generates the events as the job runs (Flink's suite
 //!   counts this way), one generator split per subtask;
 //! - `memory`: the same events generated before the clock starts and replayed from memory
-//!   (the engine alone).
+//!   (the engine alone);
+//! - `json`: the same events as JSON lines in `bid/`, `auction/` and `person/` files, read by
+//!   the `filesystem` connector (written once before the first run; see `nexmark_files`).
 //!
 //! Each run is a child process (`--child`), so that its CPU time and peak memory are its own.
 //! Reported per run: events/s (wall clock, launch to end), CPU seconds (user + system, every
@@ -60,6 +62,8 @@ pub(crate) enum Mode {
     Generator,
     /// Generated before timing, replayed from memory.
     Memory,
+    /// Read from JSON files written before timing.
+    Json,
 }
 
 impl Mode {
@@ -68,6 +72,7 @@ impl Mode {
         match self {
             Mode::Generator => "generator",
             Mode::Memory => "memory",
+            Mode::Json => "json",
         }
     }
 }
@@ -93,7 +98,7 @@ fn err(e: impl std::fmt::Display) -> String {
 
 /// `ddl.sql` with the generator options of a run: the suite's rates and proportions, `events`
 /// events, one split per subtask, a fixed start time (the same events every run).
-fn ddl(events: u64, parallelism: usize) -> Result<String, String> {
+pub(crate) fn generator_ddl(events: u64, parallelism: usize) -> Result<String, String> {
     let start = DDL
         .find("WITH (")
         .ok_or("ddl.sql: no WITH ( after CREATE TABLE nexmark")?;
@@ -249,10 +254,13 @@ pub(crate) fn run_one(
     engine
         .register_udf(streams_connectors::count_char())
         .map_err(err)?;
-    let script = format!(
-        "SET 'parallelism.default' = '{parallelism}';\n{}\n{text}",
-        ddl(events, parallelism)?
-    );
+    let tables = match mode {
+        Mode::Json => {
+            super::nexmark_files::ddl(&super::nexmark_files::prepare(events, parallelism)?)
+        }
+        Mode::Generator | Mode::Memory => generator_ddl(events, parallelism)?,
+    };
+    let script = format!("SET 'parallelism.default' = '{parallelism}';\n{tables}\n{text}");
     // Planning makes the sources: memory mode generates its events here, before the clock.
     let plan = engine
         .execute(&script)

@@ -48,7 +48,8 @@ pub(crate) struct NexmarkBenchArgs {
     /// Subtasks per operator (and generator splits)
     #[arg(long, default_value_t = 2)]
     parallelism: usize,
-    /// Where events come from [default: both, generator first]
+    /// Where events come from [default: generator, then memory; json (files written once, under
+    /// the temporary directory) only when asked]
     #[arg(long, value_enum)]
     mode: Option<crate::bench::nexmark::Mode>,
     /// Runs per figure; the run with the median events/s is reported
@@ -212,6 +213,11 @@ fn nexmark_bench(args: NexmarkBenchArgs) -> Result<()> {
         args.parallelism,
         args.runs
     );
+    if modes.contains(&Mode::Json) {
+        let dir = crate::bench::nexmark_files::data_dir(args.events, args.parallelism);
+        let _ = writeln!(std::io::stderr(), "JSON files: {}", dir.display());
+        crate::bench::nexmark_files::prepare(args.events, args.parallelism).map_err(failed)?;
+    }
     let mut runs = Vec::new();
     for q in &queries {
         for &mode in &modes {
