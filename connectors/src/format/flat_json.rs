@@ -384,7 +384,8 @@ impl<'a> Parser<'a> {
     fn key(&mut self) -> Option<&'a [u8]> {
         self.eat(b'"')?;
         let rest = &self.b[self.i..];
-        let end = memchr::memchr2(b'"', b'\\', rest)?;
+        // Keys are short: a plain loop beats setting up a vector search.
+        let end = rest.iter().position(|&c| c == b'"' || c == b'\\')?;
         if rest[end] != b'"' {
             return None;
         }
