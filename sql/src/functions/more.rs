@@ -211,9 +211,14 @@ impl ScalarUDFImpl for RegexpExtract {
     }
 
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        // The text is read in the string type it has (no copy into another per batch).
+        let text = match arg_types.first() {
+            Some(t @ (DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)) => t.clone(),
+            _ => DataType::Utf8,
+        };
         match arg_types.len() {
-            2 => Ok(vec![DataType::Utf8, DataType::Utf8]),
-            3 => Ok(vec![DataType::Utf8, DataType::Utf8, DataType::Int64]),
+            2 => Ok(vec![text, DataType::Utf8]),
+            3 => Ok(vec![text, DataType::Utf8, DataType::Int64]),
             _ => plan_err!("REGEXP_EXTRACT takes a string, a regex and optionally a group index"),
         }
     }
@@ -224,41 +229,94 @@ impl ScalarUDFImpl for RegexpExtract {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let n = args.number_rows;
-        // A constant pattern (the usual case) is compiled once per batch, not per row.
-        let constant = match args.args.get(1) {
-            Some(ColumnarValue::Scalar(ScalarValue::Utf8(Some(p)))) => Some(compile(p)?),
-            _ => None,
-        };
-        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
-        let text = arrays[0].as_string::<i32>();
-        let patterns = arrays[1].as_string::<i32>();
-        let groups = arrays.get(2).map(|g| g.as_primitive::<Int64Type>());
+        let text = args.args[0].to_array(n)?;
         let mut out = StringBuilder::with_capacity(n, n * 8);
-        for i in 0..n {
+        // The usual case, a constant pattern and group: compiled once per batch, and neither
+        // expanded into a column.
+        let group = match args.args.get(2) {
+            None => Some(Some(1)),
+            Some(ColumnarValue::Scalar(ScalarValue::Int64(g))) => {
+                Some(g.and_then(|g| usize::try_from(g).ok()))
+            }
+            Some(_) => None,
+        };
+        if let (ColumnarValue::Scalar(ScalarValue::Utf8(pattern)), Some(group)) =
+            (&args.args[1], group)
+        {
+            let re = pattern.as_deref().map(compile).transpose()?;
+            let mut extract = re.as_ref().zip(group).map(|(re, g)| Extract::new(re, g));
+            each_text(&text, |value| {
+                out.append_option(value.zip(extract.as_mut()).and_then(|(v, e)| e.run(v)))
+            });
+            return Ok(ColumnarValue::Array(Arc::new(out.finish())));
+        }
+        let patterns = args.args[1].to_array(n)?;
+        let patterns = patterns.as_string::<i32>();
+        let groups = args.args.get(2).map(|g| g.to_array(n)).transpose()?;
+        let groups = groups.as_ref().map(|g| g.as_primitive::<Int64Type>());
+        let mut row = 0;
+        let mut failed = None;
+        each_text(&text, |value| {
+            let i = row;
+            row += 1;
             let group = match groups {
                 Some(g) if g.is_null(i) => None,
                 Some(g) => usize::try_from(g.value(i)).ok(),
                 None => Some(1),
             };
-            if text.is_null(i) || patterns.is_null(i) {
-                out.append_null();
-                continue;
-            }
-            let owned;
-            let re = match &constant {
-                Some(re) => re,
-                None => {
-                    owned = compile(patterns.value(i))?;
-                    &owned
+            let found = match (value, group) {
+                (Some(v), Some(g)) if !patterns.is_null(i) && failed.is_none() => {
+                    match compile(patterns.value(i)) {
+                        Ok(re) => Extract::new(&re, g).run(v).map(str::to_string),
+                        Err(e) => {
+                            failed = Some(e);
+                            None
+                        }
+                    }
                 }
+                _ => None,
             };
-            let found = group.and_then(|g| {
-                re.captures(text.value(i))
-                    .and_then(|c| c.get(g).map(|m| m.as_str()))
-            });
             out.append_option(found);
+        });
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(ColumnarValue::Array(Arc::new(out.finish()))),
         }
-        Ok(ColumnarValue::Array(Arc::new(out.finish())))
+    }
+}
+
+/// One pattern's capture group, with the capture positions reused from row to row.
+struct Extract<'r> {
+    re: &'r Regex,
+    group: usize,
+    locations: regex::CaptureLocations,
+}
+
+impl<'r> Extract<'r> {
+    fn new(re: &'r Regex, group: usize) -> Self {
+        Extract {
+            re,
+            group,
+            locations: re.capture_locations(),
+        }
+    }
+
+    fn run<'t>(&mut self, text: &'t str) -> Option<&'t str> {
+        if self.group == 0 {
+            return self.re.find(text).map(|m| m.as_str());
+        }
+        self.re.captures_read(&mut self.locations, text)?;
+        let (start, end) = self.locations.get(self.group)?;
+        text.get(start..end)
+    }
+}
+
+/// Calls `f` with each value of a string column, in order (`None` for NULL).
+fn each_text(array: &ArrayRef, mut f: impl FnMut(Option<&str>)) {
+    match array.data_type() {
+        DataType::Utf8View => array.as_string_view().iter().for_each(&mut f),
+        DataType::LargeUtf8 => array.as_string::<i64>().iter().for_each(&mut f),
+        _ => array.as_string::<i32>().iter().for_each(&mut f),
     }
 }
 

@@ -78,6 +78,7 @@ pub fn optimize(plan: &LogicalPlan) -> Result<LogicalPlan> {
         // (extension nodes say what they need through `necessary_children_exprs`).
         Arc::new(OptimizeProjections::new()),
         Arc::new(super::prune::PruneStatefulInputs),
+        Arc::new(super::prune::NarrowJoinInputs),
         Arc::new(OptimizeProjections::new()),
     ];
     let plan = Optimizer::with_rules(rules).optimize(plan, &OptimizerContext::new(), |_, _| {})?;

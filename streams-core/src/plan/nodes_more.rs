@@ -71,6 +71,18 @@ impl PartialOrd for StreamJoinNode {
     }
 }
 
+impl StreamJoinNode {
+    /// Output columns before the left input's: `window_start` and `window_end` of a window
+    /// join.
+    fn window_columns(&self) -> usize {
+        if matches!(self.kind, StreamJoinKind::Window(_)) {
+            2
+        } else {
+            0
+        }
+    }
+}
+
 impl UserDefinedLogicalNodeCore for StreamJoinNode {
     fn name(&self) -> &str {
         "StreamJoin"
@@ -89,6 +101,39 @@ impl UserDefinedLogicalNodeCore for StreamJoinNode {
             .collect();
         v.extend(self.filter.clone());
         v
+    }
+    /// The left and right columns the output needs, plus the keys, the condition and the
+    /// event times: a join keeps every row of a side for a while, so a column nobody reads
+    /// would be shuffled and held for nothing. (Regular joins: all columns, as before.)
+    fn necessary_children_exprs(&self, output_columns: &[usize]) -> Option<Vec<Vec<usize>>> {
+        if self.kind == StreamJoinKind::Regular {
+            return None;
+        }
+        let (l, r) = (self.left.schema(), self.right.schema());
+        let (nl, nr) = (l.fields().len(), r.fields().len());
+        let first = self.window_columns();
+        let (mut left, mut right) = (Vec::new(), Vec::new());
+        for &i in output_columns {
+            if (first..first + nl).contains(&i) {
+                left.push(i - first);
+            } else if (first + nl..first + nl + nr).contains(&i) {
+                right.push(i - first - nl);
+            }
+        }
+        for e in self.expressions() {
+            for c in e.column_refs() {
+                // A column both sides have under that name is kept on both.
+                left.extend(l.index_of_column(c).ok());
+                right.extend(r.index_of_column(c).ok());
+            }
+        }
+        left.push(l.index_of_column_by_name(None, &self.left_time)?);
+        right.push(r.index_of_column_by_name(None, &self.right_time)?);
+        for side in [&mut left, &mut right] {
+            side.sort_unstable();
+            side.dedup();
+        }
+        Some(vec![left, right])
     }
     fn fmt_for_explain(&self, f: &mut fmt::Formatter) -> fmt::Result {
         let kind = match self.kind {
@@ -132,11 +177,32 @@ impl UserDefinedLogicalNodeCore for StreamJoinNode {
         while let (Some(l), Some(r)) = (it.next(), it.next()) {
             on.push((l, r));
         }
+        // Inputs narrowed to the columns the output needs narrow the output too.
+        let narrowed = left.schema() != self.left.schema() || right.schema() != self.right.schema();
+        let schema = if narrowed && self.kind != StreamJoinKind::Regular {
+            let joined = datafusion::logical_expr::build_join_schema(
+                left.schema(),
+                right.schema(),
+                &self.join_type.to_datafusion(),
+            )?;
+            let window = self.schema.iter().take(self.window_columns());
+            let fields = window
+                .chain(joined.iter())
+                .map(|(q, f)| (q.cloned(), std::sync::Arc::clone(f)))
+                .collect();
+            std::sync::Arc::new(datafusion::common::DFSchema::new_with_metadata(
+                fields,
+                Default::default(),
+            )?)
+        } else {
+            self.schema.clone()
+        };
         Ok(StreamJoinNode {
             left,
             right,
             on,
             filter,
+            schema,
             ..self.clone()
         })
     }

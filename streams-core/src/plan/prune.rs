@@ -47,28 +47,7 @@ impl OptimizerRule for PruneStatefulInputs {
         let Some(needed) = e.node.necessary_children_exprs(&all) else {
             return Ok(Transformed::no(plan));
         };
-        let inputs = e.node.inputs();
-        let mut changed = false;
-        let mut new_inputs = Vec::with_capacity(inputs.len());
-        for (input, mut wanted) in inputs.into_iter().zip(needed) {
-            wanted.sort_unstable();
-            wanted.dedup();
-            let width = input.schema().fields().len();
-            if wanted.len() >= width || matches!(input, LogicalPlan::Projection(_)) {
-                new_inputs.push(input.clone());
-                continue;
-            }
-            let columns: Vec<Expr> = wanted
-                .iter()
-                .map(|i| Expr::Column(Column::from(input.schema().qualified_field(*i))))
-                .collect();
-            new_inputs.push(
-                LogicalPlanBuilder::from(input.clone())
-                    .project(columns)?
-                    .build()?,
-            );
-            changed = true;
-        }
+        let (new_inputs, changed) = narrow(e.node.inputs(), needed)?;
         if !changed {
             return Ok(Transformed::no(plan));
         }
@@ -78,5 +57,98 @@ impl OptimizerRule for PruneStatefulInputs {
         Ok(Transformed::yes(LogicalPlan::Extension(
             datafusion::logical_expr::Extension { node },
         )))
+    }
+}
+
+/// Each input with a projection to the columns `needed` says, unless it has no others or is
+/// a projection already (`OptimizeProjections` narrows those); whether any input changed.
+fn narrow(
+    inputs: Vec<&LogicalPlan>,
+    needed: Vec<Vec<usize>>,
+) -> DfResult<(Vec<LogicalPlan>, bool)> {
+    let mut changed = false;
+    let mut new_inputs = Vec::with_capacity(inputs.len());
+    for (input, mut wanted) in inputs.into_iter().zip(needed) {
+        wanted.sort_unstable();
+        wanted.dedup();
+        let width = input.schema().fields().len();
+        if wanted.len() >= width || matches!(input, LogicalPlan::Projection(_)) {
+            new_inputs.push(input.clone());
+            continue;
+        }
+        let columns: Vec<Expr> = wanted
+            .iter()
+            .map(|i| Expr::Column(Column::from(input.schema().qualified_field(*i))))
+            .collect();
+        new_inputs.push(
+            LogicalPlanBuilder::from(input.clone())
+                .project(columns)?
+                .build()?,
+        );
+        changed = true;
+    }
+    Ok((new_inputs, changed))
+}
+
+/// Narrows the inputs of a window or interval join to the columns the projection above it
+/// reads (and the join's keys, condition and times): a join holds each side's rows for a
+/// while. `OptimizeProjections` narrows a projection it finds below the join, but adds none,
+/// so without this rule a join over a window assignment (the DSL's shape) would keep every
+/// column while the same join in SQL, over the window function's projection, would not.
+#[derive(Debug, Default)]
+pub(super) struct NarrowJoinInputs;
+
+impl OptimizerRule for NarrowJoinInputs {
+    fn name(&self) -> &str {
+        "narrow_join_inputs"
+    }
+
+    fn apply_order(&self) -> Option<ApplyOrder> {
+        Some(ApplyOrder::TopDown)
+    }
+
+    fn supports_rewrite(&self) -> bool {
+        true
+    }
+
+    fn rewrite(
+        &self,
+        plan: LogicalPlan,
+        _config: &dyn OptimizerConfig,
+    ) -> DfResult<Transformed<LogicalPlan>> {
+        let LogicalPlan::Projection(p) = &plan else {
+            return Ok(Transformed::no(plan));
+        };
+        let LogicalPlan::Extension(e) = p.input.as_ref() else {
+            return Ok(Transformed::no(plan));
+        };
+        if !e.node.as_any().is::<StreamJoinNode>() {
+            return Ok(Transformed::no(plan));
+        }
+        let schema = e.node.schema();
+        let mut used: Vec<usize> = p
+            .expr
+            .iter()
+            .flat_map(|x| x.column_refs())
+            .filter_map(|c| schema.index_of_column(c).ok())
+            .collect();
+        used.sort_unstable();
+        used.dedup();
+        let Some(needed) = e.node.necessary_children_exprs(&used) else {
+            return Ok(Transformed::no(plan));
+        };
+        let (new_inputs, changed) = narrow(e.node.inputs(), needed)?;
+        if !changed {
+            return Ok(Transformed::no(plan));
+        }
+        let node = e
+            .node
+            .with_exprs_and_inputs(e.node.expressions(), new_inputs)?;
+        let input = LogicalPlan::Extension(datafusion::logical_expr::Extension { node });
+        let projection = datafusion::logical_expr::Projection::try_new(
+            p.expr.clone(),
+            std::sync::Arc::new(input),
+        )?;
+        Ok(Transformed::yes(LogicalPlan::Projection(projection)))
     }
 }
