@@ -54,6 +54,11 @@ fn every_query_runs_with_the_generator_and_from_memory() {
             assert!(r[figure].as_f64().unwrap() > 0.0, "{figure}: {r}");
         }
         assert!(r["peak_rss_mb"].as_f64().unwrap() > 1.0, "{r}");
+        match (r["delay_p50_ms"].as_f64(), r["delay_p99_ms"].as_f64()) {
+            (Some(p50), Some(p99)) => assert!(0.0 <= p50 && p50 <= p99, "{r}"),
+            (None, None) => assert_eq!(r["delay_samples"], 0, "{r}"),
+            _ => panic!("one delay percentile without the other: {r}"),
+        }
     }
     assert_eq!(runs.last().unwrap()["mode"], "memory");
 }

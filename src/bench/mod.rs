@@ -3,6 +3,7 @@
 pub(crate) mod checkpoint;
 pub(crate) mod engine;
 pub(crate) mod nexmark;
+pub(crate) mod nexmark_delay;
 pub(crate) mod nexmark_files;
 pub(crate) mod queue;
 pub(crate) mod serve;

@@ -8,6 +8,9 @@
 //! - `json`: the same events as JSON lines in `bid/`, `auction/` and `person/` files, read by
 //!   the `filesystem` connector (written once before the first run; see `nexmark_files`).
 //!
+//! Each run also measures the result delay (`nexmark_delay`): how long after the sources'
+//! watermark passes an event time the sinks see it pass, p50 and p99 over the run.
+//!
 //! Each run is a child process (`--child`), so that its CPU time and peak memory are its own.
 //! Reported per run: events/s (wall clock, launch to end), CPU seconds (user + system, every
 //! thread), cores used (CPU / wall), events/s per core used, and peak RSS (in memory mode,
@@ -26,6 +29,8 @@ use streams_core::source::SourceContext;
 use streams_core::testing::MemorySource;
 use streams_core::{SinkFactory, SourceEvent, SourceFactory};
 use streams_sql::{Outcome, SqlEngine};
+
+use super::nexmark_delay::{SourceWatch, TimedBlackhole};
 
 /// The source table and the person / auction / bid views.
 const DDL: &str = include_str!("../../examples/nexmark/ddl.sql");
@@ -90,6 +95,11 @@ pub(crate) struct Run {
     pub(crate) cores_used: f64,
     pub(crate) events_per_sec_per_core: f64,
     pub(crate) peak_rss_mb: f64,
+    /// Watermarks the sources reached and the sinks saw too (see `nexmark_delay`).
+    pub(crate) delay_samples: usize,
+    /// The median and 99th percentile of how long the sinks took to see them.
+    pub(crate) delay_p50_ms: Option<f64>,
+    pub(crate) delay_p99_ms: Option<f64>,
 }
 
 fn err(e: impl std::fmt::Display) -> String {
@@ -250,6 +260,8 @@ pub(crate) fn run_one(
     if mode == Mode::Memory {
         registry.register(Arc::new(Pregenerated::default()));
     }
+    let sinks = Arc::new(TimedBlackhole::default());
+    registry.register(Arc::clone(&sinks) as Arc<dyn Connector>);
     let mut engine = SqlEngine::new(registry);
     engine
         .register_udf(streams_connectors::count_char())
@@ -260,7 +272,12 @@ pub(crate) fn run_one(
         }
         Mode::Generator | Mode::Memory => generator_ddl(events, parallelism)?,
     };
-    let script = format!("SET 'parallelism.default' = '{parallelism}';\n{tables}\n{text}");
+    // Watermarks every 50 ms (Flink's default is 200 ms): runs of a second or two still give
+    // the delay figures a few dozen samples; a watermark costs one pass through the chain.
+    let script = format!(
+        "SET 'parallelism.default' = '{parallelism}';\n\
+         SET 'pipeline.auto-watermark-interval' = '50 ms';\n{tables}\n{text}"
+    );
     // Planning makes the sources: memory mode generates its events here, before the clock.
     let plan = engine
         .execute(&script)
@@ -277,12 +294,16 @@ pub(crate) fn run_one(
         .map_err(err)?;
     reset_peak_rss();
     let (cpu, at) = (cpu_seconds(), Instant::now());
-    runtime.block_on(async {
+    let sources = runtime.block_on(async {
         let job = engine.launch(&plan, query).map_err(err)?;
-        job.wait().await.map_err(err)
+        let watch = SourceWatch::start(job.metrics());
+        let done = job.wait().await.map_err(err);
+        let sources = watch.finish();
+        done.map(|()| sources)
     })?;
     let seconds = at.elapsed().as_secs_f64();
     let cpu_seconds = cpu_seconds() - cpu;
+    let delays = sinks.delays(&sources);
     Ok(Run {
         query: query.to_string(),
         mode,
@@ -294,6 +315,9 @@ pub(crate) fn run_one(
         cores_used: cpu_seconds / seconds,
         events_per_sec_per_core: events as f64 / cpu_seconds.max(1e-9),
         peak_rss_mb: peak_rss_mb(),
+        delay_samples: delays.samples,
+        delay_p50_ms: delays.p50_ms,
+        delay_p99_ms: delays.p99_ms,
     })
 }
 

@@ -245,7 +245,10 @@ fn nexmark_bench(args: NexmarkBenchArgs) -> Result<()> {
         ("CPU s", Align::Right),
         ("wall s", Align::Right),
         ("peak RSS MB", Align::Right),
+        ("delay p50 ms", Align::Right),
+        ("delay p99 ms", Align::Right),
     ]);
+    let ms = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.1}"));
     for r in &runs {
         t.row(vec![
             r.query.clone(),
@@ -256,6 +259,8 @@ fn nexmark_bench(args: NexmarkBenchArgs) -> Result<()> {
             format!("{:.2}", r.cpu_seconds),
             format!("{:.2}", r.seconds),
             format!("{:.0}", r.peak_rss_mb),
+            ms(r.delay_p50_ms),
+            ms(r.delay_p99_ms),
         ]);
     }
     print(&t.render())
