@@ -338,6 +338,12 @@ impl SourceTask {
                             }
                             self.chain.run_from(0, 0, vec![batch]).await?;
                             advance = every_batch;
+                            // A source that is always ready (data in memory or the page
+                            // cache) into a chain that never waits would hold its worker
+                            // thread: its timers (the watermark tick) would not fire and
+                            // other tasks there would not run. Counting each batch against
+                            // tokio's budget makes the task yield now and then.
+                            tokio::task::consume_budget().await;
                         }
                         SourceEvent::Watermark { split, time } => {
                             if let Some(s) = splits.get_mut(split) {
