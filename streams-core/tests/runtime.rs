@@ -458,3 +458,64 @@ async fn explicit_source_watermarks_fire_windows_and_make_rows_late() {
         1
     );
 }
+
+/// A sink that keeps the watermarks it is given before the end of input.
+#[derive(Debug, Default)]
+struct WatermarkLog(std::sync::Mutex<Vec<i64>>);
+
+#[derive(Debug)]
+struct WatermarkLogSink(Arc<WatermarkLog>);
+
+#[async_trait::async_trait]
+impl streams_core::Sink for WatermarkLogSink {
+    async fn write(
+        &mut self,
+        _batch: streams_core::datafusion::arrow::record_batch::RecordBatch,
+    ) -> streams_core::Result<()> {
+        Ok(())
+    }
+
+    async fn watermark(&mut self, wm: i64) -> streams_core::Result<()> {
+        if wm < i64::MAX {
+            self.0.0.lock().unwrap().push(wm);
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn an_always_ready_source_still_emits_periodic_watermarks() {
+    // 20,000 one-row batches from memory into a sink in the same task: nothing in the chain
+    // ever waits, so only the source task's yielding lets its watermark tick fire.
+    let evs = events(20_000, 10, 1, 0, 3);
+    let log = Arc::new(WatermarkLogFactory(Arc::new(WatermarkLog::default())));
+    let plan = StreamPlanBuilder::scan("t", Arc::new(source(&evs, 1, 1)))
+        .unwrap()
+        .watermark("ts", Duration::ZERO, None)
+        .unwrap()
+        .sink("out", log.clone())
+        .unwrap();
+    let mut config = config(1);
+    config.watermark_interval = Duration::from_millis(1);
+    let graph = compile(&[plan], &config).unwrap();
+    launch(graph, &config.runtime).unwrap().wait().await.unwrap();
+    let seen = log.0.0.lock().unwrap().len();
+    assert!(seen > 0, "no watermark before the end of input");
+}
+
+#[derive(Debug)]
+struct WatermarkLogFactory(Arc<WatermarkLog>);
+
+impl streams_core::SinkFactory for WatermarkLogFactory {
+    fn name(&self) -> &str {
+        "watermarks"
+    }
+
+    fn create(
+        &self,
+        _subtask: usize,
+        _parallelism: usize,
+    ) -> streams_core::Result<Box<dyn streams_core::Sink>> {
+        Ok(Box::new(WatermarkLogSink(Arc::clone(&self.0))))
+    }
+}
