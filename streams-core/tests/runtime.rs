@@ -498,7 +498,11 @@ async fn an_always_ready_source_still_emits_periodic_watermarks() {
     let mut config = config(1);
     config.watermark_interval = Duration::from_millis(1);
     let graph = compile(&[plan], &config).unwrap();
-    launch(graph, &config.runtime).unwrap().wait().await.unwrap();
+    launch(graph, &config.runtime)
+        .unwrap()
+        .wait()
+        .await
+        .unwrap();
     let seen = log.0.0.lock().unwrap().len();
     assert!(seen > 0, "no watermark before the end of input");
 }
