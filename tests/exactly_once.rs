@@ -370,7 +370,9 @@ async fn an_interval_join_survives_repeated_sigkills() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_takes_a_savepoint_that_a_later_run_starts_from() {
-    let events = keyed_events(600_000, 2, 0, 50, 11);
+    // Enough events that the job is still reading when the stop comes, however fast the build.
+    const EVENTS: i64 = 2_000_000;
+    let events = keyed_events(EVENTS, 2, 0, 50, 11);
     let (dir, data, script) = setup(&[&events]);
     // No periodic checkpoints: what the second run knows comes from the savepoint alone.
     std::fs::write(
@@ -417,7 +419,7 @@ async fn sigterm_takes_a_savepoint_that_a_later_run_starts_from() {
     {
         lines.push(rx.recv_timeout(Duration::from_secs(120)).unwrap());
     }
-    std::thread::sleep(Duration::from_millis(800));
+    std::thread::sleep(Duration::from_millis(300));
     // SAFETY: kill(2) on the child's pid, which is still ours to signal (not yet waited for).
     let rc = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
     assert_eq!(rc, 0);
@@ -435,8 +437,8 @@ async fn sigterm_takes_a_savepoint_that_a_later_run_starts_from() {
     assert!(savepoint.contains("sp-"), "{savepoint}");
     let read = read_positions(Path::new(&savepoint));
     assert!(
-        read > 0 && read < 600_000,
-        "the stop came mid-way: the savepoint has {read} of 600000 events read"
+        read > 0 && read < EVENTS as u64,
+        "the stop came mid-way: the savepoint has {read} of {EVENTS} events read"
     );
     let partial = output(&data, &["ws", "k", "n", "total"]).len();
     // The next run starts from the savepoint, named explicitly, with a state dir of its own.
