@@ -83,6 +83,8 @@ impl RecordDecoder {
     ) -> Result<RecordBatch> {
         let out = if let Format::Raw = self.format {
             self.raw(records, &place)
+        } else if let Some(batch) = self.flat_path(records) {
+            Ok(batch)
         } else {
             match self.all(records) {
                 Ok(b) => Ok(b),
@@ -96,6 +98,21 @@ impl RecordDecoder {
         // Dead letters of this call go out together (also when the call fails).
         self.bad.flush()?;
         out
+    }
+
+    /// The JSON fast path's batch, if it takes every record. Only whole calls count as misses:
+    /// the halves `find_bad` decodes around a bad record go to Arrow's decoder alone.
+    fn flat_path(&mut self, records: &[&[u8]]) -> Option<RecordBatch> {
+        let flat = self.flat.as_mut()?;
+        if let Some(batch) = flat.decode(records) {
+            self.flat_misses = 0;
+            return Some(batch);
+        }
+        self.flat_misses += 1;
+        if self.flat_misses >= FLAT_MISSES {
+            self.flat = None;
+        }
+        None
     }
 
     /// Decodes `records` (starting at index `first` of the caller's), halving the range that
@@ -128,16 +145,6 @@ impl RecordDecoder {
     /// one row. The decoder is kept for the next call unless this one failed (a decoder that
     /// failed part way holds half a record).
     fn all(&mut self, records: &[&[u8]]) -> std::result::Result<RecordBatch, String> {
-        if let Some(flat) = &mut self.flat {
-            if let Some(batch) = flat.decode(records) {
-                self.flat_misses = 0;
-                return Ok(batch);
-            }
-            self.flat_misses += 1;
-            if self.flat_misses >= FLAT_MISSES {
-                self.flat = None;
-            }
-        }
         let n = records.len().max(1);
         let kept = match self.kept.take() {
             Some(Kept::Json { rows, decoder }) if rows >= n => Kept::Json { rows, decoder },
@@ -416,6 +423,24 @@ mod tests {
         }
         assert_eq!(got, [1, 2, 3, 5, 6, 7, 8, 9]);
         assert_eq!(d.bad_records().count(), 1);
+        Ok(())
+    }
+
+    #[test]
+    fn a_bad_record_now_and_then_keeps_the_fast_path() -> Result<()> {
+        let mut d = decoder(Format::Json);
+        for round in 0..4 {
+            // A batch with a bad record goes to Arrow's decoder, which finds it by halving.
+            let bad: [&[u8]; 4] = [br#"{"a": 1}"#, br#"{"a": 2}"#, br#"{"a": "#, br#"{"a": 4}"#];
+            assert_eq!(d.decode(&bad, |i| format!("record {i}"))?.num_rows(), 3);
+            let good: [&[u8]; 2] = [br#"{"a": 5}"#, br#"{"a": 6, "s": "x"}"#];
+            assert_eq!(d.decode(&good, |i| format!("record {i}"))?.num_rows(), 2);
+            assert!(
+                d.flat.is_some(),
+                "round {round}: the fast path was given up"
+            );
+        }
+        assert_eq!(d.bad_records().count(), 4);
         Ok(())
     }
 }
