@@ -34,6 +34,10 @@ pub struct RecordDecoder {
 const FLAT_MISSES: u32 = 3;
 
 /// An Arrow decoder with room for `rows` rows per batch; empty between calls.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one per table decoder, made at most once per call: its size does not matter"
+)]
 enum Kept {
     Json {
         rows: usize,

@@ -138,9 +138,18 @@ impl Column {
                 }
                 Some(())
             }
-            Column::Utf8(b) => Some(b.append_value(p.string(scratch)?)),
-            Column::LargeUtf8(b) => Some(b.append_value(p.string(scratch)?)),
-            Column::Utf8View(b) => Some(b.append_value(p.string(scratch)?)),
+            Column::Utf8(b) => {
+                b.append_value(p.string(scratch)?);
+                Some(())
+            }
+            Column::LargeUtf8(b) => {
+                b.append_value(p.string(scratch)?);
+                Some(())
+            }
+            Column::Utf8View(b) => {
+                b.append_value(p.string(scratch)?);
+                Some(())
+            }
             Column::Timestamp {
                 unit,
                 values,
@@ -297,7 +306,7 @@ impl FlatJson {
         p.eat(b'{')?;
         p.ws();
         let mut guess = 0;
-        if !p.eat(b'}').is_some() {
+        if p.eat(b'}').is_none() {
             loop {
                 p.ws();
                 let key = p.key()?;
