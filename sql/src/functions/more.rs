@@ -256,6 +256,8 @@ impl ScalarUDFImpl for RegexpExtract {
         let groups = groups.as_ref().map(|g| g.as_primitive::<Int64Type>());
         let mut row = 0;
         let mut failed = None;
+        // Patterns from a column repeat from row to row: compiled again only when they change.
+        let mut last: Option<(String, Regex)> = None;
         each_text(&text, |value| {
             let i = row;
             row += 1;
@@ -266,12 +268,16 @@ impl ScalarUDFImpl for RegexpExtract {
             };
             let found = match (value, group) {
                 (Some(v), Some(g)) if !patterns.is_null(i) && failed.is_none() => {
-                    match compile(patterns.value(i)) {
-                        Ok(re) => Extract::new(&re, g).run(v).map(str::to_string),
-                        Err(e) => {
-                            failed = Some(e);
-                            None
+                    let pattern = patterns.value(i);
+                    if last.as_ref().is_none_or(|(p, _)| p != pattern) {
+                        match compile(pattern) {
+                            Ok(re) => last = Some((pattern.to_string(), re)),
+                            Err(e) => failed = Some(e),
                         }
+                    }
+                    match (&last, &failed) {
+                        (Some((_, re)), None) => Extract::new(re, g).run(v).map(str::to_string),
+                        _ => None,
                     }
                 }
                 _ => None,
