@@ -14,11 +14,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use streams_connectors::Blackhole;
 use streams_core::arrow::array::RecordBatch;
 use streams_core::arrow::datatypes::SchemaRef;
 use streams_core::connector::{Connector, OptionSpec, Options};
 use streams_core::metrics::JobMetrics;
-use streams_core::{Error, Result, Sink, SinkFactory, SourceFactory};
+use streams_core::{Result, Sink, SinkFactory, SourceFactory};
 
 /// When a watermark first reached each value: increasing in both.
 type Timeline = Vec<(i64, Instant)>;
@@ -35,7 +36,7 @@ fn note(timeline: &mut Timeline, wm: i64, now: Instant) {
     }
 }
 
-/// The `blackhole` connector, with sinks that note when watermarks arrive.
+/// The `blackhole` connector ([`Blackhole`]), with sinks that note when watermarks arrive.
 #[derive(Debug, Default)]
 pub(crate) struct TimedBlackhole {
     sinks: Arc<Mutex<Vec<Arc<Mutex<Timeline>>>>>,
@@ -47,13 +48,16 @@ impl Connector for TimedBlackhole {
     }
 
     fn options(&self) -> &[OptionSpec] {
-        &[]
+        Blackhole.options()
     }
 
-    fn source(&self, table: &str, _: SchemaRef, _: &Options) -> Result<Arc<dyn SourceFactory>> {
-        Err(Error::plan(format!(
-            "table `{table}`: the blackhole connector is a sink; it cannot be read"
-        )))
+    fn source(
+        &self,
+        table: &str,
+        schema: SchemaRef,
+        opts: &Options,
+    ) -> Result<Arc<dyn SourceFactory>> {
+        Blackhole.source(table, schema, opts)
     }
 
     fn sink(&self, table: &str, _: SchemaRef, _: &Options) -> Result<Arc<dyn SinkFactory>> {

@@ -11,6 +11,8 @@ use streams_core::arrow::datatypes::{DataType, SchemaRef};
 use streams_core::arrow::error::ArrowError;
 use streams_core::arrow::record_batch::RecordBatch;
 
+use streams_core::arrow::json::reader::Decoder as JsonDecoder;
+
 use super::flat_json::FlatJson;
 use super::{BadRecords, Csv, Format};
 
@@ -20,9 +22,9 @@ pub struct RecordDecoder {
     schema: SchemaRef,
     format: Format,
     bad: BadRecords,
-    /// The Arrow decoder of the last call that succeeded, kept for the next: building one
-    /// per batch allocated (and page-faulted) its buffers afresh every time.
-    kept: Option<Kept>,
+    /// The JSON decoder of the last call that succeeded (with room for that many rows), kept
+    /// for the next: building one per batch allocated (and page-faulted) its buffers afresh.
+    kept_json: Option<(usize, JsonDecoder)>,
     /// The JSON fast path, while the table's columns suit it and its records mostly do.
     flat: Option<FlatJson>,
     /// Batches in a row the fast path gave back.
@@ -32,31 +34,6 @@ pub struct RecordDecoder {
 /// After this many batches in a row that the fast path gave back, a decoder stops trying it
 /// (the records are of a form it does not read, and each try costs a pass).
 const FLAT_MISSES: u32 = 3;
-
-/// An Arrow decoder with room for `rows` rows per batch; empty between calls.
-#[allow(
-    clippy::large_enum_variant,
-    reason = "one per table decoder, made at most once per call: its size does not matter"
-)]
-enum Kept {
-    Json {
-        rows: usize,
-        decoder: streams_core::arrow::json::reader::Decoder,
-    },
-    Csv {
-        rows: usize,
-        decoder: streams_core::arrow::csv::reader::Decoder,
-    },
-}
-
-impl std::fmt::Debug for Kept {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Kept::Json { rows, .. } => write!(f, "Json({rows} rows)"),
-            Kept::Csv { rows, .. } => write!(f, "Csv({rows} rows)"),
-        }
-    }
-}
 
 impl RecordDecoder {
     /// A decoder of `format` payloads into rows of `schema`; unreadable payloads go to `bad`.
@@ -69,7 +46,7 @@ impl RecordDecoder {
             schema,
             format,
             bad,
-            kept: None,
+            kept_json: None,
         }
     }
 
@@ -146,18 +123,17 @@ impl RecordDecoder {
     }
 
     /// Every payload through one Arrow decoder; an error if any payload does not make exactly
-    /// one row. The decoder is kept for the next call unless this one failed (a decoder that
-    /// failed part way holds half a record).
+    /// one row.
     fn all(&mut self, records: &[&[u8]]) -> std::result::Result<RecordBatch, String> {
         let n = records.len().max(1);
-        let kept = match self.kept.take() {
-            Some(Kept::Json { rows, decoder }) if rows >= n => Kept::Json { rows, decoder },
-            Some(Kept::Csv { rows, decoder }) if rows >= n => Kept::Csv { rows, decoder },
-            _ => self.new_decoder(n)?,
-        };
-        let (batch, kept) = match kept {
-            Kept::Json { rows, mut decoder } => {
-                let d = &mut decoder;
+        let batch = match &self.format {
+            Format::Json => {
+                // Kept for the next call unless this one failed (a decoder that failed part
+                // way holds half a record).
+                let (rows, mut d) = match self.kept_json.take() {
+                    Some((rows, d)) if rows >= n => (rows, d),
+                    _ => (n, self.json_decoder(n)?),
+                };
                 for (i, r) in records.iter().enumerate() {
                     feed(r, |b| d.decode(b)).map_err(strip_arrow)?;
                     if d.has_partial_record() {
@@ -167,63 +143,47 @@ impl RecordDecoder {
                         return Err(rows_problem(d.len() - i.min(d.len())));
                     }
                 }
-                let batch = decoder.flush().map_err(strip_arrow)?;
-                (batch, Kept::Json { rows, decoder })
+                let batch = d.flush().map_err(strip_arrow)?;
+                self.kept_json = Some((rows, d));
+                batch
             }
-            Kept::Csv { rows, mut decoder } => {
-                let d = &mut decoder;
-                // Rows already in the decoder count against its capacity.
-                let room = d.capacity();
+            Format::Csv(csv) => {
+                // Made per call: Arrow's CSV decoder numbers lines across batches, and its
+                // errors name that line.
+                let mut d = csv_builder(&self.schema, csv)
+                    .map_err(strip_arrow)?
+                    .with_batch_size(n)
+                    .build_decoder();
                 for (i, r) in records.iter().enumerate() {
                     feed(r, |b| d.decode(b)).map_err(strip_arrow)?;
                     if !r.ends_with(b"\n") {
                         feed(b"\n", |b| d.decode(b)).map_err(strip_arrow)?;
                     }
-                    let got = room - d.capacity();
-                    if got != i + 1 {
-                        return Err(rows_problem(got - i.min(got)));
+                    let rows = n - d.capacity();
+                    if rows != i + 1 {
+                        return Err(rows_problem(rows - i.min(rows)));
                     }
                 }
-                let batch = decoder.flush().map_err(strip_arrow)?;
-                (batch, Kept::Csv { rows, decoder })
+                d.flush().map_err(strip_arrow)?
             }
+            Format::Raw => return Err("raw is not decoded".into()),
         };
-        let out = match batch {
+        match batch {
             Some(b) if b.num_rows() == records.len() => Ok(b),
             Some(b) => Err(rows_problem(b.num_rows())),
             None if records.is_empty() => Ok(RecordBatch::new_empty(Arc::clone(&self.schema))),
             None => Err("it is empty".into()),
-        };
-        // Arrow's CSV decoder numbers lines across batches, and its errors name that line:
-        // a CSV decoder is made per call so that a bad record's message counts from it.
-        if out.is_ok() && matches!(kept, Kept::Json { .. }) {
-            self.kept = Some(kept);
         }
-        out
     }
 
-    /// A decoder of this format with room for `rows` rows per batch.
-    fn new_decoder(&self, rows: usize) -> std::result::Result<Kept, String> {
-        match &self.format {
-            Format::Json => {
-                let decoder =
-                    streams_core::arrow::json::ReaderBuilder::new(Arc::clone(&self.schema))
-                        .with_batch_size(rows)
-                        // As Flink's JSON format: a number or boolean read into a STRING column.
-                        .with_coerce_primitive(true)
-                        .build_decoder()
-                        .map_err(strip_arrow)?;
-                Ok(Kept::Json { rows, decoder })
-            }
-            Format::Csv(csv) => {
-                let decoder = csv_builder(&self.schema, csv)
-                    .map_err(strip_arrow)?
-                    .with_batch_size(rows)
-                    .build_decoder();
-                Ok(Kept::Csv { rows, decoder })
-            }
-            Format::Raw => Err("raw is not decoded".into()),
-        }
+    /// A JSON decoder with room for `rows` rows per batch.
+    fn json_decoder(&self, rows: usize) -> std::result::Result<JsonDecoder, String> {
+        streams_core::arrow::json::ReaderBuilder::new(Arc::clone(&self.schema))
+            .with_batch_size(rows)
+            // As Flink's JSON format: a number or boolean read into a STRING column.
+            .with_coerce_primitive(true)
+            .build_decoder()
+            .map_err(strip_arrow)
     }
 
     fn raw(&mut self, records: &[&[u8]], place: &impl Fn(usize) -> String) -> Result<RecordBatch> {
