@@ -3,8 +3,11 @@
 //! `YEAR` ... `SECOND`.
 
 mod more;
+mod pieces;
 
 use std::sync::Arc;
+
+use pieces::pieces;
 
 use streams_core::arrow::array::{Array, ArrayRef, AsArray, StringBuilder};
 use streams_core::arrow::compute::cast;
@@ -178,7 +181,7 @@ impl ScalarUDFImpl for SplitIndex {
     }
 
     fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
-        Ok(DataType::Utf8)
+        Ok(DataType::Utf8View)
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
@@ -186,9 +189,7 @@ impl ScalarUDFImpl for SplitIndex {
         let [text, delimiter, index] = args.args.as_slice() else {
             return exec_err!("SPLIT_INDEX takes a string, a delimiter and an index");
         };
-        let text = cast(&text.to_array(n)?, &DataType::Utf8)?;
-        let text = text.as_string::<i32>();
-        let mut out = StringBuilder::with_capacity(n, text.values().len() / 2);
+        let text = text.to_array(n)?;
         // The usual call, constant delimiter and index (`SPLIT_INDEX(url, '/', 3)`): no
         // per-row arrays, and a one-byte delimiter is searched for as a byte.
         if let (ColumnarValue::Scalar(d), ColumnarValue::Scalar(k)) = (delimiter, index) {
@@ -199,39 +200,33 @@ impl ScalarUDFImpl for SplitIndex {
                     "SPLIT_INDEX: the delimiter must be a string, the index an integer"
                 );
             };
-            match (d.as_deref(), k) {
-                (Some(d), Some(k)) if !d.is_empty() && k >= 0 => {
-                    let k = k as usize;
-                    let byte = (d.len() == 1).then(|| d.as_bytes()[0]);
-                    for t in text.iter() {
-                        out.append_option(t.and_then(|t| match byte {
-                            Some(b) if b.is_ascii() => t.split(b as char).nth(k),
-                            _ => t.split(d).nth(k),
-                        }));
+            let out = match (d.as_deref(), k.and_then(|k| usize::try_from(k).ok())) {
+                (Some(d), Some(k)) if !d.is_empty() => match d.as_bytes() {
+                    [b] if b.is_ascii() => {
+                        let b = *b as char;
+                        pieces(&text, |_, t| t.split(b).nth(k))?
                     }
-                }
-                _ => (0..n).for_each(|_| out.append_null()),
-            }
-            return Ok(ColumnarValue::Array(Arc::new(out.finish()) as ArrayRef));
+                    _ => pieces(&text, |_, t| t.split(d).nth(k))?,
+                },
+                _ => pieces(&text, |_, _| None)?,
+            };
+            return Ok(ColumnarValue::Array(out));
         }
         let delimiter = cast(&delimiter.to_array(n)?, &DataType::Utf8)?;
         let index = cast(&index.to_array(n)?, &DataType::Int64)?;
         let delimiter = delimiter.as_string::<i32>();
         let index = index.as_primitive::<streams_core::arrow::datatypes::Int64Type>();
-        for i in 0..n {
-            if text.is_null(i) || delimiter.is_null(i) || index.is_null(i) || index.value(i) < 0 {
-                out.append_null();
-                continue;
+        let out = pieces(&text, |i, t| {
+            if delimiter.is_null(i) || index.is_null(i) {
+                return None;
             }
-            let d = delimiter.value(i);
-            let piece = if d.is_empty() {
-                None
-            } else {
-                text.value(i).split(d).nth(index.value(i) as usize)
-            };
-            out.append_option(piece);
-        }
-        Ok(ColumnarValue::Array(Arc::new(out.finish()) as ArrayRef))
+            let k = usize::try_from(index.value(i)).ok()?;
+            match delimiter.value(i) {
+                "" => None,
+                d => t.split(d).nth(k),
+            }
+        })?;
+        Ok(ColumnarValue::Array(out))
     }
 }
 

@@ -2,10 +2,12 @@
 //! results are BIGINT, and a bad argument (zero divisor, no match) gives NULL rather than
 //! failing the job.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use regex::Regex;
-use streams_core::arrow::array::{Array, ArrayRef, AsArray, Int64Array, StringBuilder};
+
+use super::pieces::pieces;
+use streams_core::arrow::array::{Array, ArrayRef, AsArray, Int64Array};
 use streams_core::arrow::compute::kernels::temporal::{DatePart, date_part};
 use streams_core::arrow::compute::{cast, kernels::numeric::rem};
 use streams_core::arrow::datatypes::{DataType, Float64Type, Int64Type};
@@ -191,12 +193,14 @@ impl ScalarUDFImpl for TimePart {
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct RegexpExtract {
     signature: Signature,
+    compiled: Compiled,
 }
 
 impl RegexpExtract {
     fn new() -> Self {
         RegexpExtract {
             signature: Signature::user_defined(Volatility::Immutable),
+            compiled: Compiled::default(),
         }
     }
 }
@@ -224,15 +228,13 @@ impl ScalarUDFImpl for RegexpExtract {
     }
 
     fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
-        Ok(DataType::Utf8)
+        Ok(DataType::Utf8View)
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let n = args.number_rows;
         let text = args.args[0].to_array(n)?;
-        let mut out = StringBuilder::with_capacity(n, n * 8);
-        // The usual case, a constant pattern and group: compiled once per batch, and neither
-        // expanded into a column.
+        // The usual case, a constant pattern and group: neither expanded into a column.
         let group = match args.args.get(2) {
             None => Some(Some(1)),
             Some(ColumnarValue::Scalar(ScalarValue::Int64(g))) => {
@@ -243,86 +245,112 @@ impl ScalarUDFImpl for RegexpExtract {
         if let (ColumnarValue::Scalar(ScalarValue::Utf8(pattern)), Some(group)) =
             (&args.args[1], group)
         {
-            let re = pattern.as_deref().map(compile).transpose()?;
-            let mut extract = re.as_ref().zip(group).map(|(re, g)| Extract::new(re, g));
-            each_text(&text, |value| {
-                out.append_option(value.zip(extract.as_mut()).and_then(|(v, e)| e.run(v)))
-            });
-            return Ok(ColumnarValue::Array(Arc::new(out.finish())));
+            let out = match pattern.as_deref().zip(group) {
+                Some((pattern, group)) => {
+                    let mut extract = Extract::new(self.compiled.get(pattern)?);
+                    pieces(&text, |_, t| extract.run(t, group))?
+                }
+                None => pieces(&text, |_, _| None)?,
+            };
+            return Ok(ColumnarValue::Array(out));
         }
         let patterns = args.args[1].to_array(n)?;
         let patterns = patterns.as_string::<i32>();
         let groups = args.args.get(2).map(|g| g.to_array(n)).transpose()?;
         let groups = groups.as_ref().map(|g| g.as_primitive::<Int64Type>());
-        let mut row = 0;
         let mut failed = None;
-        // Patterns from a column repeat from row to row: compiled again only when they change.
-        let mut last: Option<(String, Regex)> = None;
-        each_text(&text, |value| {
-            let i = row;
-            row += 1;
+        // Patterns from a column repeat from row to row: looked up again only when they change.
+        let mut last: Option<(&str, Extract)> = None;
+        let out = pieces(&text, |i, t| {
             let group = match groups {
                 Some(g) if g.is_null(i) => None,
                 Some(g) => usize::try_from(g.value(i)).ok(),
                 None => Some(1),
             };
-            let found = match (value, group) {
-                (Some(v), Some(g)) if !patterns.is_null(i) && failed.is_none() => {
-                    let pattern = patterns.value(i);
-                    if last.as_ref().is_none_or(|(p, _)| p != pattern) {
-                        match compile(pattern) {
-                            Ok(re) => last = Some((pattern.to_string(), re)),
-                            Err(e) => failed = Some(e),
-                        }
-                    }
-                    match (&last, &failed) {
-                        (Some((_, re)), None) => Extract::new(re, g).run(v).map(str::to_string),
-                        _ => None,
-                    }
+            let group = group.filter(|_| !patterns.is_null(i) && failed.is_none())?;
+            let pattern = patterns.value(i);
+            if last.as_ref().is_none_or(|(p, _)| *p != pattern) {
+                match self.compiled.get(pattern) {
+                    Ok(re) => last = Some((pattern, Extract::new(re))),
+                    Err(e) => failed = Some(e),
                 }
+            }
+            match (&mut last, &failed) {
+                (Some((_, extract)), None) => extract.run(t, group),
                 _ => None,
-            };
-            out.append_option(found);
-        });
+            }
+        })?;
         match failed {
             Some(e) => Err(e),
-            None => Ok(ColumnarValue::Array(Arc::new(out.finish()))),
+            None => Ok(ColumnarValue::Array(out)),
         }
     }
 }
 
-/// One pattern's capture group, with the capture positions reused from row to row.
-struct Extract<'r> {
-    re: &'r Regex,
-    group: usize,
+/// Compiled patterns, kept between batches: compiling `(&|^)channel_id=([^&]*)` took longer
+/// than matching a batch of urls with it, and a `Regex` that is kept keeps the lazy DFA states
+/// it built while matching. The function is one value per session, so this is shared by its
+/// calls; the least recently used pattern goes when more than `KEPT` are.
+#[derive(Debug, Default)]
+struct Compiled(Mutex<Vec<(String, Arc<Regex>)>>);
+
+impl Compiled {
+    const KEPT: usize = 64;
+
+    fn get(&self, pattern: &str) -> Result<Arc<Regex>> {
+        let lock = || self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        {
+            let mut kept = lock();
+            if let Some(i) = kept.iter().position(|(p, _)| p == pattern) {
+                let entry = kept.remove(i);
+                let re = Arc::clone(&entry.1);
+                kept.push(entry);
+                return Ok(re);
+            }
+        }
+        // Compiled without holding the lock: other calls go on matching meanwhile.
+        let re = Arc::new(compile(pattern)?);
+        let mut kept = lock();
+        if kept.len() >= Self::KEPT {
+            kept.remove(0);
+        }
+        kept.push((pattern.to_string(), Arc::clone(&re)));
+        Ok(re)
+    }
+}
+
+// What is kept does not change what the function is.
+impl PartialEq for Compiled {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Compiled {}
+
+impl std::hash::Hash for Compiled {
+    fn hash<H: std::hash::Hasher>(&self, _: &mut H) {}
+}
+
+/// One pattern, with its capture positions reused from row to row.
+struct Extract {
+    re: Arc<Regex>,
     locations: regex::CaptureLocations,
 }
 
-impl<'r> Extract<'r> {
-    fn new(re: &'r Regex, group: usize) -> Self {
-        Extract {
-            re,
-            group,
-            locations: re.capture_locations(),
-        }
+impl Extract {
+    fn new(re: Arc<Regex>) -> Self {
+        let locations = re.capture_locations();
+        Extract { re, locations }
     }
 
-    fn run<'t>(&mut self, text: &'t str) -> Option<&'t str> {
-        if self.group == 0 {
+    fn run<'t>(&mut self, text: &'t str, group: usize) -> Option<&'t str> {
+        if group == 0 {
             return self.re.find(text).map(|m| m.as_str());
         }
         self.re.captures_read(&mut self.locations, text)?;
-        let (start, end) = self.locations.get(self.group)?;
+        let (start, end) = self.locations.get(group)?;
         text.get(start..end)
-    }
-}
-
-/// Calls `f` with each value of a string column, in order (`None` for NULL).
-fn each_text(array: &ArrayRef, mut f: impl FnMut(Option<&str>)) {
-    match array.data_type() {
-        DataType::Utf8View => array.as_string_view().iter().for_each(&mut f),
-        DataType::LargeUtf8 => array.as_string::<i64>().iter().for_each(&mut f),
-        _ => array.as_string::<i32>().iter().for_each(&mut f),
     }
 }
 
