@@ -4,6 +4,7 @@
 
 mod more;
 mod pieces;
+mod regexp;
 
 use std::sync::Arc;
 
