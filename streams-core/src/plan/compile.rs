@@ -12,6 +12,7 @@ use datafusion::common::config::ConfigOptions;
 use datafusion::execution::context::ExecutionProps;
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
 use datafusion::logical_expr::{Expr, LogicalPlan, Projection, UserDefinedLogicalNodeCore};
+use datafusion::optimizer::common_subexpr_eliminate::CommonSubexprEliminate;
 use datafusion::optimizer::optimize_projections::OptimizeProjections;
 use datafusion::optimizer::simplify_expressions::SimplifyExpressions;
 use datafusion::optimizer::{Analyzer, Optimizer, OptimizerContext, OptimizerRule};
@@ -66,7 +67,8 @@ pub(super) struct Stream {
 }
 
 /// The plan as it will run: DataFusion's type coercion, then the rewrites that cannot change a
-/// streaming plan's meaning (constant folding, merging and pruning projections).
+/// streaming plan's meaning (constant folding, merging and pruning projections, computing
+/// common expressions once).
 pub fn optimize(plan: &LogicalPlan) -> Result<LogicalPlan> {
     // Type coercion, then constant folding and simplification (casts of literals, `x AND
     // true`, ...): rewrites that cannot change a streaming plan's meaning.
@@ -79,6 +81,11 @@ pub fn optimize(plan: &LogicalPlan) -> Result<LogicalPlan> {
         Arc::new(OptimizeProjections::new()),
         Arc::new(super::prune::PruneStatefulInputs),
         Arc::new(super::prune::NarrowJoinInputs),
+        // An expression is computed once per row where it can be: across a filter and the
+        // projection above it, then within each node (`CASE WHEN lower(c) = 'a' ... WHEN
+        // lower(c) = 'b'`).
+        Arc::new(super::share::ShareFilterExprs),
+        Arc::new(CommonSubexprEliminate::new()),
         Arc::new(OptimizeProjections::new()),
     ];
     let plan = Optimizer::with_rules(rules).optimize(plan, &OptimizerContext::new(), |_, _| {})?;

@@ -12,6 +12,7 @@ mod nodes;
 mod nodes_more;
 mod prune;
 mod retract;
+mod share;
 
 pub use builder::StreamPlanBuilder;
 pub use compile::{JobConfig, compile, explain_job, optimize};
