@@ -135,12 +135,13 @@ pub(super) fn downcast<T: 'static>(plan: &LogicalPlan) -> Option<&T> {
 }
 
 pub(super) fn physical(expr: &Expr, input: &LogicalPlan) -> Result<Arc<dyn PhysicalExpr>> {
-    Ok(create_physical_expr(
+    let expr = create_physical_expr(
         expr,
         input.schema(),
         &ExecutionProps::new(),
         &PhysicalPlanningContext::default(),
-    )?)
+    )?;
+    Ok(super::case::whole_cases(expr, input.schema().as_arrow())?)
 }
 
 /// A node's line in the topology. Columns of single-input nodes are shown without their

@@ -5,6 +5,7 @@
 //! runnable [`crate::runtime::JobGraph`].
 
 mod builder;
+mod case;
 mod compile;
 mod compile_keyed;
 mod custom;
