@@ -95,7 +95,7 @@ impl Column {
 
     /// Reads the value at `p` into this column; `None` if Arrow's decoder should.
     fn value(&mut self, p: &mut Parser<'_>, scratch: &mut Vec<u8>) -> Option<()> {
-        if p.literal(b"null") {
+        if p.peek() == Some(b'n') && p.literal(b"null") {
             self.null();
             return Some(());
         }
@@ -310,10 +310,10 @@ impl FlatJson {
             loop {
                 p.ws();
                 let key = p.key()?;
-                let column = if self.names.get(guess).is_some_and(|n| **n == *key) {
+                let column = if self.names.get(guess).is_some_and(|n| same(n, key)) {
                     Some(guess)
                 } else {
-                    self.names.iter().position(|n| **n == *key)
+                    self.names.iter().position(|n| same(n, key))
                 };
                 p.ws();
                 p.eat(b':')?;
@@ -368,6 +368,10 @@ impl<'a> Parser<'a> {
         }
     }
 
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
     fn next(&mut self) -> Option<u8> {
         let c = *self.b.get(self.i)?;
         self.i += 1;
@@ -382,7 +386,7 @@ impl<'a> Parser<'a> {
     fn literal(&mut self, word: &[u8]) -> bool {
         let end = self.i + word.len();
         let ends = !matches!(self.b.get(end), Some(c) if c.is_ascii_alphanumeric());
-        if self.b.get(self.i..end) == Some(word) && ends {
+        if self.b.get(self.i..end).is_some_and(|b| same(b, word)) && ends {
             self.i = end;
             return true;
         }
@@ -490,13 +494,28 @@ impl<'a> Parser<'a> {
         self.s.get(start..self.i)
     }
 
-    /// An integer without fraction or exponent that fits in `i64`.
+    /// An integer without fraction or exponent that fits in `i64`, read in one pass.
     fn integer(&mut self) -> Option<i64> {
-        let text = self.number()?;
-        if text.bytes().any(|c| matches!(c, b'.' | b'e' | b'E')) {
+        let negative = self.eat(b'-').is_some();
+        let start = self.i;
+        let mut value: i64 = 0;
+        while let Some(d) = self.peek().filter(u8::is_ascii_digit) {
+            // Accumulated negative, so that `i64::MIN` fits.
+            value = value.checked_mul(10)?.checked_sub(i64::from(d - b'0'))?;
+            self.i += 1;
+        }
+        let digits = self.i - start;
+        let leading_zero = digits > 1 && self.b[start] == b'0';
+        // A fraction, an exponent or a letter after the digits: Arrow's decoder.
+        let ends = !matches!(self.peek(), Some(c) if c.is_ascii_alphanumeric() || c == b'.');
+        if digits == 0 || leading_zero || !ends {
             return None;
         }
-        text.parse().ok()
+        if negative {
+            Some(value)
+        } else {
+            value.checked_neg()
+        }
     }
 
     /// Skips a value of a key the table does not have, checking that it is JSON.
@@ -543,6 +562,11 @@ impl<'a> Parser<'a> {
 
 /// `YYYY-MM-DD[T ]HH:MM:SS[.fraction]` as seconds since the epoch and nanoseconds; `None`
 /// for any other form (a zone, a date alone, a number), which Arrow's decoder reads.
+/// Byte-wise equality of short slices (keys, literals), without a call to `memcmp`.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
+}
+
 fn timestamp(s: &[u8]) -> Option<(i64, i64)> {
     fn num(s: &[u8]) -> Option<i64> {
         s.iter().try_fold(0i64, |n, c| {
