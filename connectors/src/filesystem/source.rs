@@ -1,15 +1,16 @@
-//! Reading files: one split per file, read by a [`Worker`] on the blocking pool one batch
-//! ahead of what was emitted, positions checkpointed per file.
+//! Reading files: one split per file, read by a [`Worker`] on a blocking thread of its own up
+//! to [`READ_AHEAD`] batches ahead of what was emitted, positions checkpointed per file.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use streams_core::arrow::datatypes::SchemaRef;
 use streams_core::checkpoint::CheckpointId;
 use streams_core::{Error, Result, Source, SourceContext, SourceEvent, SourceFactory};
-use tokio::task::JoinHandle;
+use tokio::sync::mpsc;
 
 use super::read::{CHUNK_BYTES, Ready, SplitPos, Worker};
 use super::{FileFormat, Table};
@@ -87,53 +88,49 @@ impl SourceFactory for FilesystemSource {
         Ok(Box::new(FileReader {
             factory: self.clone(),
             splits,
-            worker: None,
-            inflight: None,
-            ready: None,
-            worker_done: false,
+            read: None,
+            bad: Arc::new(AtomicU64::new(0)),
             ended: false,
         }))
     }
 }
 
-type Step = (Worker, Result<Ready>);
+/// Batches decoded and not emitted yet, at most. Decoding runs without waiting for each
+/// batch to be taken: started again one step at a time, it stalled between steps for the
+/// source task to be scheduled (a tenth of a JSON file job's two cores went idle).
+const READ_AHEAD: usize = 4;
 
 #[derive(Debug)]
 struct FileReader {
     factory: FilesystemSource,
     /// Positions of what was emitted: the checkpointed state.
     splits: Vec<SplitPos>,
-    /// The worker, when no step is running.
-    worker: Option<Worker>,
-    /// The running step. Kept here, so that a dropped `next` future loses nothing.
-    inflight: Option<JoinHandle<Step>>,
-    /// Read and not emitted yet.
-    ready: Option<Ready>,
-    /// The worker reported the end of every split.
-    worker_done: bool,
+    /// What the worker read, in order; it stops after the end, an error, or when this is
+    /// dropped.
+    read: Option<mpsc::Receiver<Result<Ready>>>,
+    /// Records the worker's decoder could not read so far.
+    bad: Arc<AtomicU64>,
     ended: bool,
 }
 
 impl FileReader {
-    /// Starts the next step if none is running and nothing waits: reading goes on while
-    /// the rows just emitted move downstream.
-    fn prefetch(&mut self) {
-        if self.inflight.is_some() || self.worker_done || self.ready.is_some() {
-            return;
-        }
-        if let Some(mut worker) = self.worker.take() {
-            self.inflight = Some(tokio::task::spawn_blocking(move || {
-                let r = worker.step();
-                (worker, r)
-            }));
-        }
-    }
-
     fn bad_position(&self, why: &str) -> Error {
         Error::IncompatibleState(format!(
             "table `{}`: the checkpointed file position {why}",
             self.factory.table.name
         ))
+    }
+}
+
+/// Runs `worker` until everything is read, a step fails, or the reader is gone.
+fn read_ahead(mut worker: Worker, out: mpsc::Sender<Result<Ready>>, bad: Arc<AtomicU64>) {
+    loop {
+        let step = worker.step();
+        bad.store(worker.bad_records(), Ordering::Relaxed);
+        let last = !matches!(step, Ok(Ready::Rows { .. } | Ready::SplitEnd(_)));
+        if out.blocking_send(step).is_err() || last {
+            return;
+        }
     }
 }
 
@@ -196,67 +193,55 @@ impl Source for FileReader {
             }
             FileFormat::Parquet => None,
         };
-        self.worker = Some(Worker::new(
-            f.table.clone(),
-            self.splits.clone(),
-            decoder,
-            f.chunk,
-        ));
+        let worker = Worker::new(f.table.clone(), self.splits.clone(), decoder, f.chunk);
+        let (tx, rx) = mpsc::channel(READ_AHEAD);
+        let bad = Arc::clone(&self.bad);
+        tokio::task::spawn_blocking(move || read_ahead(worker, tx, bad));
+        self.read = Some(rx);
         Ok(())
     }
 
     async fn next(&mut self) -> Result<SourceEvent> {
         loop {
-            if let Some(r) = self.ready.take() {
-                self.prefetch();
-                match r {
-                    Ready::Rows {
-                        split,
-                        batch,
-                        offset,
-                        line,
-                    } => {
-                        // The position moves with what is handed out, not with what was read.
-                        if let Some(s) = self.splits.get_mut(split) {
-                            s.offset = offset;
-                            s.line = line;
-                        }
-                        if let Some(batch) = batch {
-                            return Ok(SourceEvent::Batch { split, batch });
-                        }
-                    }
-                    Ready::SplitEnd(split) => {
-                        if let Some(s) = self.splits.get_mut(split) {
-                            s.done = true;
-                        }
-                        return Ok(SourceEvent::SplitEnd(split));
-                    }
-                    Ready::End => {
-                        self.ended = true;
-                        return Ok(SourceEvent::End);
-                    }
-                }
-                continue;
-            }
             if self.ended {
                 return Ok(SourceEvent::End);
             }
-            self.prefetch();
-            let Some(step) = self.inflight.as_mut() else {
+            let Some(read) = self.read.as_mut() else {
+                return Err(Error::Internal("file source: next() before start()".into()));
+            };
+            // Cancel safe: a dropped `recv` loses nothing.
+            let Some(ready) = read.recv().await else {
                 return Err(Error::Internal(
-                    "file source: next() before start() or after a failed step".into(),
+                    "file source: the reader stopped after a failed step".into(),
                 ));
             };
-            // Cancel safe: if this future is dropped, the step stays in `inflight`.
-            let joined = step.await;
-            self.inflight = None;
-            let (worker, result) = joined.map_err(|e| {
-                Error::Internal(format!("file source: a read step did not finish: {e}"))
-            })?;
-            self.worker = Some(worker);
-            let ready = result?;
-            self.worker_done |= matches!(ready, Ready::End);
-            self.ready = Some(ready);
+            match ready? {
+                Ready::Rows {
+                    split,
+                    batch,
+                    offset,
+                    line,
+                } => {
+                    // The position moves with what is handed out, not with what was read.
+                    if let Some(s) = self.splits.get_mut(split) {
+                        s.offset = offset;
+                        s.line = line;
+                    }
+                    if let Some(batch) = batch {
+                        return Ok(SourceEvent::Batch { split, batch });
+                    }
+                }
+                Ready::SplitEnd(split) => {
+                    if let Some(s) = self.splits.get_mut(split) {
+                        s.done = true;
+                    }
+                    return Ok(SourceEvent::SplitEnd(split));
+                }
+                Ready::End => {
+                    self.ended = true;
+                    return Ok(SourceEvent::End);
+                }
+            }
         }
     }
 
@@ -277,7 +262,9 @@ impl Source for FileReader {
     }
 
     async fn close(&mut self) -> Result<()> {
-        let bad = self.worker.as_mut().map_or(0, Worker::bad_records);
+        // The worker stops at its next step.
+        self.read = None;
+        let bad = self.bad.load(Ordering::Relaxed);
         if bad > 0 {
             tracing::warn!(
                 table = %self.factory.table.name,
