@@ -41,11 +41,11 @@ pub(super) fn pieces(
         DataType::Utf8 => {
             let array = text.as_string::<i32>();
             let offsets = array.value_offsets();
-            for row in 0..array.len() {
+            for (row, start) in offsets.iter().take(array.len()).enumerate() {
                 let value = array.value(row);
                 let found = array.is_valid(row).then(|| piece(row, value)).flatten();
                 // Offsets of a (32-bit) string column are never negative.
-                let offset = u32::try_from(offsets[row]).unwrap_or(0);
+                let offset = u32::try_from(*start).unwrap_or(0);
                 push(&mut views, &mut nulls, value, found, Some((0, offset)))?;
             }
             vec![array.values().clone()]

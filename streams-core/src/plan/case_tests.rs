@@ -53,7 +53,10 @@ fn cases() -> Vec<Expr> {
     ]
 }
 
-fn batch(rows: &[(Option<i32>, Option<i64>, Option<i64>, Option<i64>)]) -> RecordBatch {
+/// A row's `k`, `a`, `b` and `s.t`.
+type Row = (Option<i32>, Option<i64>, Option<i64>, Option<i64>);
+
+fn batch(rows: &[Row]) -> RecordBatch {
     let t: ArrayRef = Arc::new(Int64Array::from_iter(rows.iter().map(|r| r.3)));
     let s = StructArray::new(
         Fields::from(vec![Field::new("t", DataType::Int64, true)]),
