@@ -17,7 +17,6 @@ pub use interval::{IntervalJoin, IntervalJoinConfig};
 pub use regular::{RegularJoin, RegularJoinConfig};
 pub use window::{WindowJoin, WindowJoinConfig};
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
@@ -127,10 +126,37 @@ pub(crate) fn converter(
 }
 
 /// Rows of one side, indexed by key: `(batch, row)` positions per key.
+///
+/// Keys are often nearly unique (q7 joins bids on their price): a key with one row keeps it
+/// inline rather than in a `Vec` of its own, and the map hashes with foldhash rather than
+/// SipHash. Both were most of the time to buffer a window's bids.
 #[derive(Debug, Default)]
 pub(crate) struct Indexed {
     pub(crate) batches: Vec<RecordBatch>,
-    index: HashMap<Box<[u8]>, Vec<(u32, u32)>>,
+    index: datafusion::common::HashMap<Box<[u8]>, Positions>,
+}
+
+/// The rows of one key, in the order they came.
+#[derive(Debug)]
+enum Positions {
+    One([(u32, u32); 1]),
+    Many(Vec<(u32, u32)>),
+}
+
+impl Positions {
+    fn push(&mut self, at: (u32, u32)) {
+        match self {
+            Positions::One([first]) => *self = Positions::Many(vec![*first, at]),
+            Positions::Many(all) => all.push(at),
+        }
+    }
+
+    fn as_slice(&self) -> &[(u32, u32)] {
+        match self {
+            Positions::One(one) => one,
+            Positions::Many(all) => all,
+        }
+    }
 }
 
 impl Indexed {
@@ -141,10 +167,11 @@ impl Indexed {
             if !keys.is_valid(r) {
                 continue;
             }
+            let at = (b, r as u32);
             match self.index.get_mut(key.as_ref()) {
-                Some(list) => list.push((b, r as u32)),
+                Some(rows) => rows.push(at),
                 None => {
-                    self.index.insert(key.as_ref().into(), vec![(b, r as u32)]);
+                    self.index.insert(key.as_ref().into(), Positions::One([at]));
                 }
             }
         }
@@ -152,7 +179,7 @@ impl Indexed {
     }
 
     pub(crate) fn matches(&self, key: &[u8]) -> &[(u32, u32)] {
-        self.index.get(key).map_or(&[], Vec::as_slice)
+        self.index.get(key).map_or(&[], Positions::as_slice)
     }
 
     pub(crate) fn is_empty(&self) -> bool {
