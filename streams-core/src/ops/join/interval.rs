@@ -111,25 +111,19 @@ impl IntervalJoin {
             &spec.right_keys
         };
         let rows = key_rows(&self.converter, keys, &batch)?;
-        let other = &self.sides[1 - side];
-        let (lower, upper) = (self.config.lower, self.config.upper);
+        let other = &mut self.sides[1 - side];
+        let (lower, upper) = (i128::from(self.config.lower), i128::from(self.config.upper));
         let mut pairs = Pairs::default();
-        if !other.rows.is_empty() {
-            for (i, key) in rows.rows.iter().enumerate() {
-                if !rows.is_valid(i) {
-                    continue;
-                }
-                let t = ts.value(i);
-                for &(b, r) in other.rows.matches(key.as_ref()) {
-                    let o = other.times[b as usize].value(r as usize);
-                    let (t, o) = (i128::from(t), i128::from(o));
-                    let diff = if side == 0 { t - o } else { o - t };
-                    if i128::from(lower) <= diff && diff <= i128::from(upper) {
-                        pairs.push(i, (b, r));
-                    }
-                }
+        let times = &other.times;
+        other.rows.probe(&rows, |i, (b, r)| {
+            let t = i128::from(ts.value(i));
+            let o = i128::from(times[b as usize].value(r as usize));
+            let diff = if side == 0 { t - o } else { o - t };
+            if lower <= diff && diff <= upper {
+                pairs.push(i, (b, r));
             }
-        }
+        });
+        let other = &self.sides[1 - side];
         let mut matched_here = vec![false; batch.num_rows()];
         if !pairs.probe.is_empty() {
             let (joined, kept) = assemble(spec, &batch, &other.rows, &pairs, side == 0)?;
@@ -144,7 +138,7 @@ impl IntervalJoin {
             }
         }
         let own = &mut self.sides[side];
-        own.rows.insert(batch, &rows);
+        own.rows.insert(batch, rows);
         own.times.push(ts);
         own.matched.push(matched_here);
         Ok(())
@@ -168,12 +162,12 @@ impl IntervalJoin {
             }
             let s = std::mem::take(&mut self.sides[side]);
             let mut kept = Side::default();
-            let keys = if side == 0 {
+            let key_exprs = if side == 0 {
                 &self.config.join.left_keys
             } else {
                 &self.config.join.right_keys
             };
-            for ((batch, times), matched) in s.rows.batches.into_iter().zip(s.times).zip(s.matched)
+            for (((batch, keys), times), matched) in s.rows.into_parts().zip(s.times).zip(s.matched)
             {
                 let keep: BooleanArray = times
                     .iter()
@@ -190,8 +184,7 @@ impl IntervalJoin {
                 match keep.true_count() {
                     0 => continue,
                     n if n == batch.num_rows() => {
-                        let rows = key_rows(&self.converter, keys, &batch)?;
-                        kept.rows.insert(batch, &rows);
+                        kept.rows.insert(batch, keys);
                         kept.times.push(times);
                         kept.matched.push(matched);
                     }
@@ -204,8 +197,8 @@ impl IntervalJoin {
                             .zip(keep.values().iter())
                             .filter_map(|(m, k)| k.then_some(*m))
                             .collect();
-                        let rows = key_rows(&self.converter, keys, &batch)?;
-                        kept.rows.insert(batch, &rows);
+                        let keys = key_rows(&self.converter, key_exprs, &batch)?;
+                        kept.rows.insert(batch, keys);
                         kept.times.push(times);
                         kept.matched.push(matched);
                     }
@@ -311,7 +304,7 @@ impl Operator for IntervalJoin {
             let ts = event_times(rows.column(time))?;
             let keys = key_rows(&self.converter, keys, &rows)?;
             let s = &mut sides[side];
-            s.rows.insert(rows, &keys);
+            s.rows.insert(rows, keys);
             s.times.push(ts);
             s.matched
                 .push(matched.as_boolean().values().iter().collect());

@@ -9,6 +9,7 @@
 
 #[cfg(test)]
 mod checkpoint_tests;
+mod index;
 mod interval;
 mod regular;
 mod window;
@@ -16,6 +17,8 @@ mod window;
 pub use interval::{IntervalJoin, IntervalJoinConfig};
 pub use regular::{RegularJoin, RegularJoinConfig};
 pub use window::{WindowJoin, WindowJoinConfig};
+
+use index::Indexed;
 
 use std::sync::Arc;
 
@@ -123,68 +126,6 @@ pub(crate) fn converter(
         .map(|k| Ok(SortField::new(k.data_type(schema)?)))
         .collect::<Result<Vec<_>>>()?;
     Ok(RowConverter::new(fields)?)
-}
-
-/// Rows of one side, indexed by key: `(batch, row)` positions per key.
-///
-/// Keys are often nearly unique (q7 joins bids on their price): a key with one row keeps it
-/// inline rather than in a `Vec` of its own, and the map hashes with foldhash rather than
-/// SipHash. Both were most of the time to buffer a window's bids.
-#[derive(Debug, Default)]
-pub(crate) struct Indexed {
-    pub(crate) batches: Vec<RecordBatch>,
-    index: datafusion::common::HashMap<Box<[u8]>, Positions>,
-}
-
-/// The rows of one key, in the order they came.
-#[derive(Debug)]
-enum Positions {
-    One([(u32, u32); 1]),
-    Many(Vec<(u32, u32)>),
-}
-
-impl Positions {
-    fn push(&mut self, at: (u32, u32)) {
-        match self {
-            Positions::One([first]) => *self = Positions::Many(vec![*first, at]),
-            Positions::Many(all) => all.push(at),
-        }
-    }
-
-    fn as_slice(&self) -> &[(u32, u32)] {
-        match self {
-            Positions::One(one) => one,
-            Positions::Many(all) => all,
-        }
-    }
-}
-
-impl Indexed {
-    /// Stores `batch`; rows with a null key are kept but never match.
-    pub(crate) fn insert(&mut self, batch: RecordBatch, keys: &Keys) {
-        let b = self.batches.len() as u32;
-        for (r, key) in keys.rows.iter().enumerate() {
-            if !keys.is_valid(r) {
-                continue;
-            }
-            let at = (b, r as u32);
-            match self.index.get_mut(key.as_ref()) {
-                Some(rows) => rows.push(at),
-                None => {
-                    self.index.insert(key.as_ref().into(), Positions::One([at]));
-                }
-            }
-        }
-        self.batches.push(batch);
-    }
-
-    pub(crate) fn matches(&self, key: &[u8]) -> &[(u32, u32)] {
-        self.index.get(key).map_or(&[], Positions::as_slice)
-    }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        self.batches.is_empty()
-    }
 }
 
 /// Candidate pairs: row `probe[i]` of the probing batch with `(batch, row)` `build[i]`.

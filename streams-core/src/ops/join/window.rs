@@ -127,18 +127,11 @@ impl WindowJoin {
         let mut build = Indexed::default();
         for b in right {
             let keys = key_rows(&self.converter.0, &spec.right_keys, &b)?;
-            build.insert(b, &keys);
+            build.insert(b, keys);
         }
         let probe_keys = key_rows(&self.converter.0, &spec.left_keys, &left)?;
         let mut pairs = Pairs::default();
-        for (i, key) in probe_keys.rows.iter().enumerate() {
-            if !probe_keys.is_valid(i) {
-                continue;
-            }
-            for &m in build.matches(key.as_ref()) {
-                pairs.push(i, m);
-            }
-        }
+        build.probe(&probe_keys, |i, at| pairs.push(i, at));
         let (joined, kept) = assemble(spec, &left, &build, &pairs, true)?;
         if spec.join_type == JoinType::Inner {
             return Ok(joined);
