@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use proptest::prelude::*;
+use streams_core::arrow::array::AsArray;
 use streams_core::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use streams_core::arrow::record_batch::RecordBatch;
 
@@ -213,4 +214,34 @@ fn the_property_checks_the_fast_path_often() {
         })
         .count();
     assert!(taken > 100, "the fast path took {taken} of 500 batches");
+}
+
+/// From the second batch on (the first grows its blocks as Arrow's builder does), a string
+/// column holds about its strings' bytes, not the block size the builder grew to on earlier
+/// batches; the values equal Arrow's decoder's.
+#[test]
+fn string_columns_hold_about_their_bytes_batch_after_batch() {
+    let s = schema();
+    let mut decoder = FlatJson::new(&s).expect("a flat schema");
+    for batch in 0..4 {
+        let owned: Vec<String> = (0..8192)
+            .map(|i| {
+                format!(
+                    r#"{{"id": {i}, "name": "{}"}}"#,
+                    "n".repeat(60 + (i + batch) % 30)
+                )
+            })
+            .collect();
+        let records: Vec<&str> = owned.iter().map(String::as_str).collect();
+        let bytes: Vec<&[u8]> = records.iter().map(|r| r.as_bytes()).collect();
+        let got = decoder.decode(&bytes).expect("the fast path takes them");
+        assert_eq!(Some(&got), arrow(&s, &records).as_ref());
+        let names = got.column(2).as_string_view();
+        let used: usize = names.data_buffers().iter().map(|b| b.len()).sum();
+        let held: usize = names.data_buffers().iter().map(|b| b.capacity()).sum();
+        assert!(
+            batch == 0 || held <= used + used / 4 + (8 << 10),
+            "batch {batch}: {held} bytes held for {used}"
+        );
+    }
 }
