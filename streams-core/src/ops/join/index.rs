@@ -26,7 +26,7 @@ pub(crate) struct Indexed {
     table: HashTable<Entry>,
     hasher: DefaultHashBuilder,
     indexed: usize,
-    /// Rows with a valid key in `batches[indexed..]`.
+    /// Rows in `batches[indexed..]`, which a probe scans (null keys included).
     pending_rows: usize,
     /// Key comparisons scans made since the last indexing.
     scanned: usize,
@@ -77,7 +77,7 @@ impl Positions {
 impl Indexed {
     /// Stores `batch` with its keys; rows with a null key are kept but never match.
     pub(crate) fn insert(&mut self, batch: RecordBatch, keys: Keys) {
-        self.pending_rows += valid_rows(&keys);
+        self.pending_rows += keys.rows.num_rows();
         self.batches.push(batch);
         self.keys.push(keys);
     }
