@@ -112,4 +112,13 @@ pub trait SourceFactory: Send + Sync + Debug {
 
     /// Subtask `subtask` of `parallelism`, reading its share of the splits.
     fn create(&self, subtask: usize, parallelism: usize) -> Result<Box<dyn Source>>;
+
+    /// The same source reading only `columns` of [`schema`](Self::schema) (indices, ascending),
+    /// if it can skip the others for less than reading them costs (a JSON file source skips a
+    /// key's value rather than decoding it). The planner asks when a job reads fewer columns
+    /// than the table has. `None`, the default: the source reads every column, and the job
+    /// drops the ones it does not use.
+    fn with_projection(&self, _columns: &[usize]) -> Option<Arc<dyn SourceFactory>> {
+        None
+    }
 }

@@ -93,6 +93,17 @@ impl SourceFactory for FilesystemSource {
             ended: false,
         }))
     }
+
+    /// JSON files only: the decoder then skips the other keys' values. A record is still
+    /// checked to be JSON, but a value of a column not read is not checked against its type.
+    fn with_projection(&self, columns: &[usize]) -> Option<Arc<dyn SourceFactory>> {
+        let FileFormat::Lines(format) = &self.table.format else {
+            return None;
+        };
+        let mut narrowed = self.clone();
+        narrowed.table.schema = format.projected(&self.table.schema, columns)?;
+        Some(Arc::new(narrowed))
+    }
 }
 
 /// Batches decoded and not emitted yet, at most. Decoding runs without waiting for each

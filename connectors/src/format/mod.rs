@@ -8,7 +8,9 @@ mod encode;
 mod flat_json;
 mod on_error;
 
-use streams_core::arrow::datatypes::{DataType, Schema};
+use std::sync::Arc;
+
+use streams_core::arrow::datatypes::{DataType, Schema, SchemaRef};
 use streams_core::connector::{OptionSpec, Options};
 use streams_core::{Error, Result};
 
@@ -69,6 +71,16 @@ pub enum Format {
 }
 
 impl Format {
+    /// `schema` narrowed to `columns`, if this format reads each column by name, so that a
+    /// decoder for the narrowed schema skips the values of the other columns (JSON); CSV
+    /// fields are found by position.
+    pub(crate) fn projected(&self, schema: &SchemaRef, columns: &[usize]) -> Option<SchemaRef> {
+        match self {
+            Format::Json => schema.project(columns).ok().map(Arc::new),
+            Format::Csv(_) | Format::Raw => None,
+        }
+    }
+
     /// The format `options` choose for table `table` with columns `schema` (default `json`);
     /// `also` names further formats the connector reads itself (e.g. `parquet`), returned as
     /// `Ok(None)`.

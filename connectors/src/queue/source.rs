@@ -162,6 +162,13 @@ impl SourceFactory for QueueSource {
             ended: false,
         }))
     }
+
+    /// JSON topics only (see the filesystem source's).
+    fn with_projection(&self, columns: &[usize]) -> Option<Arc<dyn SourceFactory>> {
+        let mut narrowed = self.clone();
+        narrowed.schema = self.format.projected(&self.schema, columns)?;
+        Some(Arc::new(narrowed))
+    }
 }
 
 #[derive(Debug)]

@@ -28,7 +28,9 @@ pub struct StreamPlanBuilder {
     plan: LogicalPlan,
 }
 
-fn ext(node: impl datafusion::logical_expr::UserDefinedLogicalNode + 'static) -> LogicalPlan {
+pub(super) fn ext(
+    node: impl datafusion::logical_expr::UserDefinedLogicalNode + 'static,
+) -> LogicalPlan {
     LogicalPlan::Extension(Extension {
         node: Arc::new(node),
     })
@@ -46,6 +48,7 @@ impl StreamPlanBuilder {
                 name: name.to_string(),
                 source: SourceRef(source),
                 schema: Arc::new(schema),
+                projection: None,
             }),
         })
     }

@@ -92,14 +92,20 @@ pub fn optimize(plan: &LogicalPlan) -> Result<LogicalPlan> {
     Ok(plan)
 }
 
-/// Compiles job plans (each ending in a sink) into one graph.
+/// One job's plans as they will run: each optimized, then the sources they share narrowed
+/// to the columns the plans read.
+fn optimize_job(plans: &[LogicalPlan]) -> Result<Vec<LogicalPlan>> {
+    let optimized = plans.iter().map(optimize).collect::<Result<Vec<_>>>()?;
+    super::scan_columns::narrow_scans(optimized)
+}
+
 /// What `EXPLAIN` prints (SQL's and the DSL's alike): each optimized plan, then the topology.
 pub fn explain_job(plans: &[LogicalPlan], config: &JobConfig) -> Result<String> {
     let graph = compile(plans, config)?;
-    let optimized = plans
+    let optimized: Vec<String> = optimize_job(plans)?
         .iter()
-        .map(|p| Ok(optimize(p)?.display_indent().to_string()))
-        .collect::<Result<Vec<_>>>()?;
+        .map(|p| p.display_indent().to_string())
+        .collect();
     Ok(format!(
         "logical plan:\n{}\ntopology:\n{}",
         optimized.join("\n"),
@@ -107,11 +113,11 @@ pub fn explain_job(plans: &[LogicalPlan], config: &JobConfig) -> Result<String> 
     ))
 }
 
+/// Compiles job plans (each ending in a sink) into one graph.
 pub fn compile(plans: &[LogicalPlan], config: &JobConfig) -> Result<JobGraph> {
     let mut graph = JobGraph::new();
     let mut sources = HashMap::new();
-    for plan in plans {
-        let plan = optimize(plan)?;
+    for plan in optimize_job(plans)? {
         if downcast::<SinkNode>(&plan).is_none() {
             return Err(Error::plan(
                 "a job must end in a sink (INSERT INTO a table, or a collecting sink)",

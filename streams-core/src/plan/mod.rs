@@ -13,6 +13,7 @@ mod nodes;
 mod nodes_more;
 mod prune;
 mod retract;
+mod scan_columns;
 mod share;
 
 pub use builder::StreamPlanBuilder;

@@ -56,6 +56,9 @@ pub struct StreamScan {
     pub source: SourceRef,
     /// Its schema.
     pub schema: DFSchemaRef,
+    /// The columns of the table the source was narrowed to (indices into the table's
+    /// columns), when the job reads only those; `None`: every column.
+    pub projection: Option<Vec<usize>>,
 }
 
 /// Declares the event-time column of a source and how watermarks are generated:
@@ -188,7 +191,17 @@ impl UserDefinedLogicalNodeCore for StreamScan {
         Vec::new()
     }
     fn fmt_for_explain(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "StreamScan: {} ({})", self.name, self.source.0.name())
+        write!(f, "StreamScan: {} ({})", self.name, self.source.0.name())?;
+        if self.projection.is_some() {
+            let names: Vec<&str> = self
+                .schema
+                .fields()
+                .iter()
+                .map(|f| f.name().as_str())
+                .collect();
+            write!(f, " columns=[{}]", names.join(", "))?;
+        }
+        Ok(())
     }
     fn with_exprs_and_inputs(
         &self,
