@@ -11,8 +11,8 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
-use datafusion::common::{DFSchema, DFSchemaRef};
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{Column, DFSchema, DFSchemaRef};
 use datafusion::logical_expr::{Expr, LogicalPlan};
 
 use super::builder::ext;
@@ -25,7 +25,7 @@ use crate::Result;
 pub(super) fn narrow_scans(plans: Vec<LogicalPlan>) -> Result<Vec<LogicalPlan>> {
     let mut demand: HashMap<usize, (SourceRef, Demand)> = HashMap::new();
     for plan in &plans {
-        collect(plan, &mut demand)?;
+        collect(plan, &mut demand);
     }
     let narrowed: HashMap<usize, (SourceRef, Vec<usize>)> = demand
         .into_iter()
@@ -76,54 +76,48 @@ fn source_id(source: &SourceRef) -> usize {
     Arc::as_ptr(&source.0) as *const () as usize
 }
 
-/// Adds what each scan in `plan` reads to `demand`.
-fn collect(plan: &LogicalPlan, demand: &mut HashMap<usize, (SourceRef, Demand)>) -> Result<()> {
-    plan.apply(|node| {
-        for (child, read) in reads(node) {
-            let Some(scan) = downcast::<StreamScan>(child) else {
-                continue;
-            };
-            let entry = demand
-                .entry(source_id(&scan.source))
-                .or_insert_with(|| (scan.source.clone(), Demand::Columns(BTreeSet::new())));
-            let columns = read.and_then(|exprs| columns_of(scan, &exprs));
-            entry.1 = match (std::mem::replace(&mut entry.1, Demand::All), columns) {
-                (Demand::Columns(mut have), Some(more)) => {
-                    have.extend(more);
-                    Demand::Columns(have)
-                }
-                _ => Demand::All,
-            };
+/// Adds what each scan in `plan` reads to `demand`: the columns of a projection right above
+/// it or above its watermark (with the event time), else every column.
+fn collect(plan: &LogicalPlan, demand: &mut HashMap<usize, (SourceRef, Demand)>) {
+    if let LogicalPlan::Projection(p) = plan {
+        let (below, time) = match downcast::<WatermarkNode>(&p.input) {
+            Some(wm) => (&wm.input, Some(&wm.column)),
+            None => (p.input.as_ref(), None),
+        };
+        if let Some(scan) = downcast::<StreamScan>(below) {
+            let mut exprs = p.expr.clone();
+            if let Some(t) = time {
+                exprs.push(Expr::Column(Column::new_unqualified(t)));
+            }
+            add(demand, scan, columns_of(scan, &exprs));
+            return;
         }
-        Ok(TreeNodeRecursion::Continue)
-    })?;
-    // A scan that is the whole plan (no parent above it) is read in full.
-    if let Some(scan) = downcast::<StreamScan>(plan) {
-        demand.insert(source_id(&scan.source), (scan.source.clone(), Demand::All));
     }
-    Ok(())
+    if let Some(scan) = downcast::<StreamScan>(plan) {
+        add(demand, scan, None);
+        return;
+    }
+    for input in plan.inputs() {
+        collect(input, demand);
+    }
 }
 
-/// For each input of `node` that may be a scan, what is read of it: `Some(exprs)` when it
-/// is exactly the columns these expressions refer to, `None` when it may be every column.
-/// A projection over a watermark over a scan reads the projection's columns and the event
-/// time.
-fn reads(node: &LogicalPlan) -> Vec<(&LogicalPlan, Option<Vec<Expr>>)> {
-    if let LogicalPlan::Projection(p) = node {
-        if let Some(wm) = downcast::<WatermarkNode>(&p.input) {
-            let mut exprs = p.expr.clone();
-            exprs.push(Expr::Column(datafusion::common::Column::new_unqualified(
-                &wm.column,
-            )));
-            return vec![(&wm.input, Some(exprs))];
+/// Adds `columns` of `scan` (`None`: all) to its source's demand.
+fn add(
+    demand: &mut HashMap<usize, (SourceRef, Demand)>,
+    scan: &StreamScan,
+    columns: Option<BTreeSet<usize>>,
+) {
+    let entry = demand
+        .entry(source_id(&scan.source))
+        .or_insert_with(|| (scan.source.clone(), Demand::Columns(BTreeSet::new())));
+    entry.1 = match (std::mem::replace(&mut entry.1, Demand::All), columns) {
+        (Demand::Columns(mut have), Some(more)) => {
+            have.extend(more);
+            Demand::Columns(have)
         }
-        return vec![(p.input.as_ref(), Some(p.expr.clone()))];
-    }
-    if let Some(wm) = downcast::<WatermarkNode>(node) {
-        // Reached on its own only when no projection is above it.
-        return vec![(&wm.input, None)];
-    }
-    node.inputs().into_iter().map(|i| (i, None)).collect()
+        _ => Demand::All,
+    };
 }
 
 /// The scan's columns `exprs` refer to, or `None` if one cannot be told apart.
