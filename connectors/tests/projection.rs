@@ -2,6 +2,8 @@
 //! source narrowed to them (shown in EXPLAIN), the same rows as reading everything, and one
 //! reader for all the scans of a table, reading the union of their columns.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
+
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
