@@ -173,21 +173,24 @@ fn sigterm_stops_with_a_savepoint_and_running_the_script_again_resumes_exactly_o
     let n = 300_000;
     let (dir, data) = events(n);
     let script = dir.path().join("job.sql");
-    std::fs::write(
-        &script,
+    // The first run reads the topic without end, so that the signal always finds it running
+    // however fast it reads; the second, resumed, stops at the end of the topic.
+    let job = |events: &str| {
         format!(
             "SET 'parallelism.default' = '2';
              SET 'execution.checkpointing.interval' = '300ms';
-             {EVENTS}
+             {events}
              CREATE TABLE out (ws BIGINT, k STRING, n BIGINT, total BIGINT)
                WITH ('connector' = 'queue', 'topic' = 'out');
              INSERT INTO out
              SELECT CAST(EXTRACT(EPOCH FROM window_start) * 1000 AS BIGINT), k, COUNT(*), SUM(v)
              FROM TABLE(TUMBLE(TABLE events, DESCRIPTOR(rt), INTERVAL '1' SECOND))
              GROUP BY window_start, window_end, k;"
-        ),
-    )
-    .unwrap();
+        )
+    };
+    let unbounded = EVENTS.replace(", 'scan.bounded.mode' = 'latest-offset'", "");
+    assert_ne!(unbounded, EVENTS);
+    std::fs::write(&script, job(&unbounded)).unwrap();
     let (mut child, rx, reader) = common::spawn_with_stderr(
         Command::new(BIN)
             .arg("--data-dir")
@@ -212,7 +215,9 @@ fn sigterm_stops_with_a_savepoint_and_running_the_script_again_resumes_exactly_o
     assert!(status.success(), "{stderr}");
     assert!(stderr.contains("job `out` stopped; savepoint "), "{stderr}");
 
-    // The same command again: it resumes from the savepoint and finishes the input.
+    // The same command again, over the bounded table: it resumes from the savepoint and
+    // finishes the input.
+    std::fs::write(&script, job(EVENTS)).unwrap();
     let (_, stderr) = ok(&data, &["run", script.to_str().unwrap()], "");
     assert!(stderr.contains("job `out` finished"), "{stderr}");
     let (records, _) = ok(&data, &["consume", "out"], "");
