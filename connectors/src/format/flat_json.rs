@@ -27,9 +27,10 @@ use streams_core::arrow::record_batch::RecordBatch;
 /// Values nested deeper than this in a key the table does not have go to Arrow's decoder.
 const MAX_DEPTH: usize = 64;
 
-/// Bounds of a string column's block: arrow's first block, and what one batch can need.
+/// Bounds of a string column's block: Arrow's first and largest blocks. A column needing more
+/// gets several; a batch after one of a few long strings does not get a huge block.
 const MIN_BLOCK: usize = 8 << 10;
-const MAX_BLOCK: usize = 64 << 20;
+const MAX_BLOCK: usize = 2 << 20;
 
 /// A column being built.
 enum Column {

@@ -245,3 +245,23 @@ fn string_columns_hold_about_their_bytes_batch_after_batch() {
         );
     }
 }
+
+/// A batch after one of a few long strings gets a block of at most Arrow's largest size, not
+/// one sized for every row being as long.
+#[test]
+fn a_batch_after_long_strings_gets_a_bounded_block() {
+    let s = schema();
+    let mut decoder = FlatJson::new(&s).expect("a flat schema");
+    let long = format!(r#"{{"id": 0, "name": "{}"}}"#, "n".repeat(100_000));
+    decoder
+        .decode(&[long.as_bytes()])
+        .expect("the fast path takes it");
+    let owned: Vec<String> = (0..8192)
+        .map(|i| format!(r#"{{"id": {i}, "name": "name-{i:015}"}}"#))
+        .collect();
+    let bytes: Vec<&[u8]> = owned.iter().map(|r| r.as_bytes()).collect();
+    let got = decoder.decode(&bytes).expect("the fast path takes them");
+    let names = got.column(2).as_string_view();
+    let held: usize = names.data_buffers().iter().map(|b| b.capacity()).sum();
+    assert!(held <= 2 << 20, "{held} bytes held");
+}

@@ -34,7 +34,9 @@ pub(super) fn narrow_scans(plans: Vec<LogicalPlan>) -> Result<Vec<LogicalPlan>> 
                 return None;
             };
             let columns: Vec<usize> = columns.into_iter().collect();
-            if columns.len() == source.0.schema().fields().len() {
+            // No column read (`SELECT COUNT(*)`): rows are still counted, so they are still
+            // read; a source of no columns is not worth its special cases.
+            if columns.is_empty() || columns.len() == source.0.schema().fields().len() {
                 return None;
             }
             let projected = source.0.with_projection(&columns)?;

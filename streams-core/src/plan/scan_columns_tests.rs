@@ -129,3 +129,15 @@ fn a_source_that_cannot_be_narrowed_is_read_whole() {
         .unwrap();
     assert_eq!(scans(&[plan]), vec![vec!["a", "b", "c", "ts"]]);
 }
+
+#[test]
+fn a_job_reading_no_column_keeps_the_source_as_it_is() {
+    let t = table();
+    let source: Arc<dyn SourceFactory> = Arc::clone(&t) as _;
+    let plan = StreamPlanBuilder::scan("t", source)
+        .and_then(|b| b.project(vec![datafusion::prelude::lit(1i64)]))
+        .and_then(|b| b.sink("out", Arc::new(CollectSink::new())))
+        .unwrap();
+    assert_eq!(scans(&[plan]), vec![vec!["a", "b", "c", "ts"]]);
+    assert!(t.asked.lock().unwrap().is_empty());
+}
