@@ -1,7 +1,7 @@
 //! End-to-end tests of `rstreams run`, the binary spawned as a process: results printed by the
 //! `print` connector and plain SELECTs, `--quiet`, a failing job's exit code and one-line
-//! error, bad records sent to a dead-letter topic, and SIGTERM then a plain re-run of the same
-//! script resuming exactly once.
+//! error, bad records sent to a dead-letter topic, SIGTERM then a re-run of the script resuming
+//! exactly once, and a self-join of JSON files reading only the columns it joins.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
 
@@ -374,4 +374,75 @@ fn the_quick_start_prints_the_hottest_item_of_every_window() {
     got.sort();
     assert!(expected.len() >= 2, "{expected:?}");
     assert_eq!(got, expected);
+}
+
+/// A self-join of a JSON table under two aliases reads the files once, only the columns the
+/// join reads (`EXPLAIN`), and pairs the rows a nested loop pairs.
+#[test]
+fn a_self_join_of_json_files_reads_only_the_joined_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let input = dir.path().join("bids");
+    std::fs::create_dir_all(&input).unwrap();
+    let n = 2000i64;
+    // Bid i: price i % 50, at 10 i ms; equal prices are 500 ms apart.
+    for f in 0..2 {
+        let text: String = (0..n)
+            .filter(|i| i % 2 == f)
+            .map(|i| {
+                let ms = 10 * i;
+                format!(
+                    "{{\"id\": {i}, \"price\": {}, \"note\": \"note {i}\", \"ts\": \
+                     \"2026-01-01 00:{:02}:{:02}.{:03}\"}}\n",
+                    i % 50,
+                    ms / 60_000,
+                    ms / 1000 % 60,
+                    ms % 1000
+                )
+            })
+            .collect();
+        std::fs::write(input.join(format!("part-{f}.json")), text).unwrap();
+    }
+    let script = dir.path().join("pairs.sql");
+    let job = |explain: &str| {
+        format!(
+            "SET 'parallelism.default' = '2';
+             CREATE TABLE bids (id BIGINT, price BIGINT, note STRING, ts TIMESTAMP(3),
+               WATERMARK FOR ts AS ts - INTERVAL '1' SECOND)
+               WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+             CREATE TABLE pairs (a BIGINT, b BIGINT, price BIGINT)
+               WITH ('connector' = 'print', 'format' = 'json');
+             {explain} INSERT INTO pairs SELECT x.id, y.id, x.price
+             FROM bids AS x JOIN bids AS y ON x.price = y.price
+               AND x.ts BETWEEN y.ts - INTERVAL '1' SECOND AND y.ts
+             WHERE x.id < y.id;",
+            input.display()
+        )
+    };
+    std::fs::write(&script, job("EXPLAIN")).unwrap();
+    let (plan, _) = ok(&data, &["run", "--quiet", script.to_str().unwrap()], "");
+    assert_eq!(plan.matches("columns=[id, price, ts]").count(), 2, "{plan}");
+    assert_eq!(plan.matches("source: bids").count(), 1, "{plan}");
+
+    std::fs::write(&script, job("")).unwrap();
+    let (stdout, _) = ok(&data, &["run", "--quiet", script.to_str().unwrap()], "");
+    let mut got: Vec<(i64, i64, i64)> = stdout
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let field = |name: &str| v[name].as_i64().unwrap();
+            (field("a"), field("b"), field("price"))
+        })
+        .collect();
+    got.sort_unstable();
+    let mut want = Vec::new();
+    for x in 0..n {
+        for y in x + 1..n {
+            if x % 50 == y % 50 && (0..=1000).contains(&(10 * y - 10 * x)) {
+                want.push((x, y, x % 50));
+            }
+        }
+    }
+    assert_eq!(got.len(), want.len());
+    assert_eq!(got, want);
 }
