@@ -157,23 +157,20 @@ impl UnboundedAggregate {
         let all: Vec<usize> = (0..g).collect();
         let keys = self.keys_in_order()?;
         // Current results without losing the running state: detach it, put it back, and
-        // evaluate a copy.
+        // evaluate a copy (or, for a distinct count, read the results off the state).
         let mut current = Vec::with_capacity(self.accs.len());
         let mut restored = accumulators(&self.config.aggregates)?;
-        let mut eval = accumulators(&self.config.aggregates)?;
         let specs = &self.config.aggregates;
-        for (((acc, back), copy), spec) in self
-            .accs
-            .iter_mut()
-            .zip(&mut restored)
-            .zip(&mut eval)
-            .zip(specs)
-        {
+        for ((acc, back), spec) in self.accs.iter_mut().zip(&mut restored).zip(specs) {
             let state = acc.state(EmitTo::All)?;
             back.merge_batch(&state, &all, g)?;
             current.push(match distinct_counts(spec, &state) {
                 Some(counts) => counts,
                 None => {
+                    let mut copy = accumulators(std::slice::from_ref(spec))?;
+                    let copy = copy
+                        .first_mut()
+                        .ok_or_else(|| Error::Internal("no accumulator for an aggregate".into()))?;
                     copy.merge_batch(&state, &all, g)?;
                     copy.evaluate(EmitTo::All)?
                 }
